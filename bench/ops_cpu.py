@@ -1,0 +1,110 @@
+"""CPU op benchmark: twinpipe vs torchvision v2 vs OpenCV, measured in one run.
+
+    .venv/bin/python bench/ops_cpu.py [--repeat N] [--threads 1 2]
+
+Prints per-image median times (ms) and ratios, for each thread count, for: decoding a 1080p
+JPEG; resizing 1080p → shorter side 256; and the classifier chain (resize 256, center-crop 224,
+normalize, CHW float32) as twinpipe's fused op, as torchvision v2 on a uint8 tensor, as
+OpenCV + NumPy, and the floor: a bare ``cv2.resize`` to 256 (one pass over the pixels).
+The input is a real photograph (shipped with twinpipe) scaled to 1920×1080 and JPEG-encoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torchvision.io import decode_jpeg
+from torchvision.transforms import v2
+
+from twinpipe.ops import image, set_num_threads
+from twinpipe.pipelines import asset_path
+
+MEAN = [0.485, 0.456, 0.406]
+STD = [0.229, 0.224, 0.225]
+
+
+def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def _photo_1080p() -> tuple[np.ndarray, bytes]:
+    src = cv2.imread(str(asset_path("coffee.jpg")), cv2.IMREAD_COLOR_RGB)
+    big = cv2.resize(src, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    ok, jpg = cv2.imencode(".jpg", big[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return big, jpg.tobytes()
+
+
+def _opencv_chain(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = 256 / min(h, w)
+    nw, nh = (256, int(h * s)) if w <= h else (int(w * s), 256)
+    r = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
+    c = r[top : top + 224, left : left + 224].astype(np.float32) * np.float32(1 / 255)
+    c = (c - np.float32(MEAN)) / np.float32(STD)
+    return np.ascontiguousarray(c.transpose(2, 0, 1))
+
+
+def run(repeat: int, threads: list[int]) -> None:
+    img, jpg = _photo_1080p()
+    tensor = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+    jpg_t = torch.frombuffer(bytearray(jpg), dtype=torch.uint8)
+    tv_resize = v2.Resize(256, antialias=True)
+    tv_chain = v2.Compose([v2.Resize(256, antialias=True), v2.CenterCrop(224), v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+    fused = image.resize_crop_normalize.bind(size=256, crop=224, mean=MEAN, std=STD)
+    resize = image.resize.bind(size=256, fit="shorter", interpolation="bilinear", antialias=True)
+    decode = image.decode.bind(color="rgb")
+    h, w = img.shape[:2]
+    nw = int(w * 256 / h)
+
+    rows: list[tuple[str, str, Callable[[], Any]]] = [
+        ("decode 1080p JPEG", "twinpipe image.decode", lambda: decode(jpg)),
+        ("decode 1080p JPEG", "OpenCV imdecode", lambda: cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR_RGB)),
+        ("decode 1080p JPEG", "torchvision decode_jpeg", lambda: decode_jpeg(jpg_t)),
+        ("resize 1080p → 256", "twinpipe image.resize (bilinear, antialias)", lambda: resize(img)),
+        ("resize 1080p → 256", "torchvision v2 Resize (antialias)", lambda: tv_resize(tensor)),
+        ("resize 1080p → 256", "OpenCV INTER_AREA", lambda: cv2.resize(img, (nw, 256), interpolation=cv2.INTER_AREA)),
+        ("resize 1080p → 256", "OpenCV INTER_LINEAR (no antialias)", lambda: cv2.resize(img, (nw, 256), interpolation=cv2.INTER_LINEAR)),
+        ("classifier chain", "twinpipe resize_crop_normalize (fused)", lambda: fused(img)),
+        ("classifier chain", "torchvision v2 chain", lambda: tv_chain(tensor)),
+        ("classifier chain", "OpenCV INTER_AREA + NumPy", lambda: _opencv_chain(img)),
+        ("classifier chain", "floor: bare cv2.resize INTER_LINEAR to 256", lambda: cv2.resize(img, (nw, 256), interpolation=cv2.INTER_LINEAR)),
+    ]
+    for n in threads:
+        torch.set_num_threads(n)
+        cv2.setNumThreads(n)
+        set_num_threads(n)
+        print(f"\n## {n} thread{'s' if n > 1 else ''} (median of {repeat}, ms per image; ratio = time / twinpipe's)\n")
+        print(f"| task | implementation | ms | ratio |\n|---|---|---:|---:|")
+        ours: dict[str, float] = {}
+        for task, name, fn in rows:
+            ms = _median_ms(fn, repeat)
+            ours.setdefault(task, ms)
+            print(f"| {task} | {name} | {ms:.3f} | {ms / ours[task]:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    run(args.repeat, args.threads)
+
+
+if __name__ == "__main__":
+    main()

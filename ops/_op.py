@@ -1,0 +1,434 @@
+"""The op model: a declared signature, a NumPy reference, kernels per device, and dispatch.
+
+An :class:`Op` is called like a function. Its parameters are checked when it is bound; its
+inputs decide the device (NumPy or a torch CPU tensor → ``cpu``; CuPy or torch CUDA →
+``cuda``) and the batch form (one sample, a dense batch with the batch dimension first, or a
+ragged list of samples). Outputs are allocated by the op from its ``infer`` function and
+written by the kernel, so a dense batch is filled in place and never stacked afterwards.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from . import _registry
+from ._arrays import from_host, is_bytes_like, kind_of, to_host
+from ._errors import InputError, OpError, ParamError
+from ._params import REQUIRED, Param
+from ._spec import BYTES, TensorSpec, dtype_name
+
+__all__ = ["Kernel", "Mode", "Op", "BoundOp", "Outputs", "as_generator"]
+
+Mode = Literal["train", "serve"]
+ShapeDtype = tuple[tuple[int, ...], np.dtype]
+Infer = Callable[..., Sequence[ShapeDtype]]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A device implementation of an op.
+
+    A kernel is called as ``fn(*inputs, out=..., **params)`` and writes its result into ``out``
+    (one array, or a tuple for several outputs) when the op has an ``infer`` function; otherwise
+    it returns its outputs. A ``batched`` kernel receives whole batches (a dense array or a list)
+    and the matching batch of outputs.
+    """
+
+    device: str
+    fn: Callable[..., Any]
+    batched: bool = False
+
+
+class Outputs(tuple):  # type: ignore[type-arg]
+    """The outputs of a multi-output op: a tuple that also answers by name (``out.scale``)."""
+
+    names: tuple[str, ...]
+
+    def __new__(cls, values: Sequence[Any], names: Sequence[str]) -> Outputs:
+        self = super().__new__(cls, values)
+        self.names = tuple(names)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[self.names.index(name)]
+        except ValueError:
+            raise AttributeError(f"no output named {name!r}; outputs are {', '.join(self.names)}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(zip(self.names, self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Outputs, (tuple(self), self.names))
+
+
+def as_generator(rng: np.random.Generator | int | None, op_name: str) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise OpError(
+        f"{op_name} is random: in train mode pass rng= (a seed or a numpy Generator), "
+        f"got {type(rng).__name__}; in serve mode pass mode='serve'"
+    )
+
+
+class _DocDescriptor:
+    """``op.__doc__`` is the op's live description (``help(op)``); ``Op.__doc__`` the class's."""
+
+    def __init__(self, class_doc: str) -> None:
+        self.class_doc = class_doc
+
+    def __get__(self, obj: Op | None, owner: type) -> str:
+        return self.class_doc if obj is None else obj.describe()
+
+
+class Op:
+    """A declared, introspectable operation with a NumPy reference and per-device kernels.
+
+    Args:
+        name: dotted registry name, e.g. ``"image.resize"``.
+        doc: what the op does, its semantics and guarantees (shown by ``help`` and the CLI).
+        inputs / outputs: the tensor specs.
+        params: the typed parameters.
+        reference: the NumPy implementation that defines the op's meaning; returns the outputs.
+        infer: ``infer(*inputs, **params) -> [(shape, dtype), ...]``, one per output, from the
+            inputs' shapes and dtypes; lets the op allocate outputs for its kernels.
+        check: cross-parameter validation, ``check(params) -> None`` raising ``ValueError``.
+        draw: random ops only: ``draw(rng, *inputs, **params) -> dict`` of the per-sample random
+            choices, which the reference and the kernels then take as keyword arguments.
+        serve: random ops only: what the op does in serve mode, ``serve(*inputs, **params)``.
+        tolerance: max abs difference allowed between a kernel and the reference, per dtype name.
+        example_params: ``example_params(rng, *inputs) -> dict`` of valid random params, for the
+            op testing kit.
+        example_inputs: ``example_inputs(rng, dtype) -> tuple`` of one random sample, for the kit
+            (default: arrays drawn from the input specs).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        doc: str,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        params: Sequence[Param] = (),
+        reference: Callable[..., Any],
+        infer: Infer | None = None,
+        check: Callable[[dict[str, Any]], None] | None = None,
+        draw: Callable[..., dict[str, Any]] | None = None,
+        serve: Callable[..., Any] | None = None,
+        tolerance: Mapping[str, float] | None = None,
+        example_params: Callable[..., dict[str, Any]] | None = None,
+        example_inputs: Callable[[np.random.Generator, np.dtype], tuple[Any, ...]] | None = None,
+        register: bool = True,
+    ) -> None:
+        if (draw is None) != (serve is None):
+            raise OpError(f"{name}: a random op declares both draw= and serve=")
+        self.name = name
+        self.doc = doc.strip()
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.params = tuple(params)
+        self.reference = reference
+        self.infer = infer
+        self.check = check
+        self.draw = draw
+        self.serve = serve
+        self.tolerance = dict(tolerance or {})
+        self.example_params = example_params
+        self.example_inputs = example_inputs
+        self.kernels: dict[tuple[str, bool], Kernel] = {}
+        self.module = getattr(reference, "__module__", None) or __name__
+        if register:
+            _registry.register(self)
+
+    __doc__ = _DocDescriptor(__doc__)  # type: ignore[assignment]
+
+    # -- declaration ---------------------------------------------------------------------------
+
+    @property
+    def is_random(self) -> bool:
+        return self.draw is not None
+
+    def kernel(self, device: str, *, batched: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering ``fn`` as this op's kernel for ``device`` (``cpu`` or ``cuda``)."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.kernels[(device, batched)] = Kernel(device, fn, batched)
+            return fn
+
+        return register
+
+    def kernel_for(self, device: str, batched: bool = False) -> Kernel | None:
+        return self.kernels.get((device, batched))
+
+    def tolerance_for(self, dtype: np.dtype) -> float:
+        dt = np.dtype(dtype)
+        default = 0.0 if dt.kind in "biu" else 1e-5
+        return float(self.tolerance.get(dt.name, self.tolerance.get(dt.kind, default)))
+
+    # -- introspection -------------------------------------------------------------------------
+
+    @property
+    def signature(self) -> str:
+        ins = ", ".join(s.describe() for s in self.inputs)
+        ps = ", ".join(p.name if p.required else f"{p.name}={p.default!r}" for p in self.params)
+        outs = ", ".join(s.describe() for s in self.outputs)
+        extra = ", rng=None, mode='train'" if self.is_random else ""
+        return f"{self.name}({ins}{', *, ' + ps if ps else ''}{extra}) -> {outs}"
+
+    def describe(self) -> str:
+        lines = [self.signature, "", self.doc, ""]
+        if self.params:
+            lines.append("Parameters:")
+            for p in self.params:
+                default = "required" if p.required else f"default {p.default!r}"
+                lines.append(f"  {p.name}: {p.kind.describe()}; {default}. {p.doc}".rstrip())
+        kernels = sorted({k.device + (" (batched)" if k.batched else "") for k in self.kernels.values()})
+        lines.append("Kernels: " + (", ".join(kernels) or "reference only"))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_registry.get_op, (self.name, self.module))
+
+    # -- binding and calling -------------------------------------------------------------------
+
+    def validate_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Checked and normalised params with defaults filled in, or a ``ParamError``."""
+        names = [p.name for p in self.params]
+        for key in params:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; parameters are: {', '.join(names) or 'none'}"
+                raise ParamError(f"{self.name}: unknown parameter {key!r}{hint}")
+        out: dict[str, Any] = {}
+        for p in self.params:
+            value = params.get(p.name, p.default)
+            if value is REQUIRED:
+                raise ParamError(f"{self.name}: parameter {p.name!r} is required ({p.kind.describe()})")
+            try:
+                out[p.name] = p.kind.check(value)
+            except ValueError as e:
+                raise ParamError(f"{self.name}: parameter {p.name!r}: {e}") from None
+        if self.check is not None:
+            try:
+                self.check(out)
+            except ValueError as e:
+                raise ParamError(f"{self.name}: {e}") from None
+        return out
+
+    def bind(self, **params: Any) -> BoundOp:
+        """This op with validated parameters: a picklable callable over inputs only."""
+        return BoundOp(self, self.validate_params(params))
+
+    def __call__(self, *args: Any, rng: np.random.Generator | int | None = None, mode: Mode = "train", **kwargs: Any) -> Any:
+        names = [s.name for s in self.inputs]
+        if len(args) > len(names):
+            raise InputError(f"{self.name} takes {len(names)} input(s) ({', '.join(names)}), got {len(args)}")
+        given = dict(zip(names, args))
+        for n in names[len(args):]:
+            if n not in kwargs:
+                raise InputError(f"{self.name}: missing input {n!r}")
+            given[n] = kwargs.pop(n)
+        return self.bind(**kwargs)(*(given[n] for n in names), rng=rng, mode=mode)
+
+
+class BoundOp:
+    """An op with its parameters fixed. Call it with the inputs (and ``rng``/``mode``)."""
+
+    def __init__(self, op: Op, params: dict[str, Any]) -> None:
+        self.op = op
+        self.params = params
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"<{self.op.name}({ps})>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BoundOp, (self.op, self.params))
+
+    def __call__(self, *inputs: Any, rng: np.random.Generator | int | None = None, mode: Mode = "train") -> Any:
+        op = self.op
+        if len(inputs) != len(op.inputs):
+            raise InputError(f"{op.name} takes {len(op.inputs)} input(s), got {len(inputs)}")
+        if mode not in ("train", "serve"):
+            raise OpError(f"{op.name}: mode must be 'train' or 'serve', got {mode!r}")
+        firsts = [x[0] if isinstance(x, (list, tuple)) and x else x for x in inputs]
+        kinds = [kind_of(x) for x in firsts]
+        if "cuda" in kinds:
+            return self._call_cuda(inputs)
+        host = [_host(x) for x in inputs]
+        batch, samples = _split_batch(op, host)
+        gen = as_generator(rng, op.name) if op.is_random and mode == "train" else None
+        wrap = from_host("torch" if "torch" in kinds else "numpy")
+        batched = op.kernel_for("cpu", batched=True)
+        if batch != "single" and batched is not None and op.infer is not None and not op.is_random:
+            outs = self._run_batched(batched, host, samples, batch)
+            values = [wrap(v) if isinstance(v, np.ndarray) else [wrap(a) for a in v] for v in outs]
+        elif batch == "single":
+            values = [wrap(v) for v in self._run_sample(samples[0], gen, mode)]
+        elif batch == "dense":
+            values = [wrap(v) for v in self._run_dense(samples, gen, mode)]
+        else:
+            results = [self._run_sample(s, gen, mode) for s in samples]
+            values = [[wrap(r[k]) for r in results] for k in range(len(op.outputs))]
+        return values[0] if len(values) == 1 else Outputs(values, [s.name for s in op.outputs])
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _call_cuda(self, inputs: Sequence[Any]) -> Any:
+        op = self.op
+        kernel = op.kernel_for("cuda", batched=any(isinstance(x, (list, tuple)) for x in inputs))
+        kernel = kernel or op.kernel_for("cuda")
+        if kernel is None:
+            raise InputError(
+                f"{op.name} has no CUDA kernel; its input is on the GPU. "
+                "Move it to the host (tensor.cpu() / cupy.asnumpy) or use an op with a CUDA kernel"
+            )
+        return kernel.fn(*inputs, **self.params)
+
+    def _run_batched(self, kernel: Kernel, host: list[Any], samples: list[tuple[Any, ...]], batch: str) -> list[Any]:
+        """One call of a batched kernel for the whole batch, into dense or per-sample outputs."""
+        op = self.op
+        assert op.infer is not None
+        metas = [tuple(op.infer(*s, **self.params)) for s in samples]
+        outs: tuple[Any, ...]
+        if batch == "dense" and all(m == metas[0] for m in metas):
+            outs = tuple(np.empty((len(samples), *shape), dtype) for shape, dtype in metas[0])
+        else:
+            outs = tuple([np.empty(m[k][0], m[k][1]) for m in metas] for k in range(len(op.outputs)))
+        kernel.fn(*host, out=outs[0] if len(outs) == 1 else outs, **self.params)
+        return list(outs)
+
+    def _run_dense(self, samples: list[tuple[Any, ...]], gen: np.random.Generator | None, mode: Mode) -> list[Any]:
+        """Outputs for a dense batch: stacked arrays, written in place when shapes are known."""
+        op = self.op
+        if op.infer is not None and not (op.is_random and mode == "serve"):
+            drawn = [op.draw(gen, *s, **self.params) if op.draw else {} for s in samples]
+            metas = [tuple(op.infer(*s, **self.params, **d)) for s, d in zip(samples, drawn)]
+            if all(m == metas[0] for m in metas):
+                outs = tuple(np.empty((len(samples), *shape), dtype) for shape, dtype in metas[0])
+                for i, (s, d) in enumerate(zip(samples, drawn)):
+                    self._kernel_call(s, d, tuple(o[i] for o in outs))
+                return list(outs)
+            results = [self._kernel_call(s, d, None) for s, d in zip(samples, drawn)]
+        else:
+            results = [self._run_sample(s, gen, mode) for s in samples]
+        columns = [[r[k] for r in results] for k in range(len(op.outputs))]
+        return [np.stack(c) if _same_shape(c) else c for c in columns]
+
+    def _run_sample(self, sample: tuple[Any, ...], gen: np.random.Generator | None, mode: Mode) -> tuple[Any, ...]:
+        op = self.op
+        if op.is_random and mode == "serve":
+            assert op.serve is not None
+            return _as_tuple(op.serve(*sample, **self.params), len(op.outputs))
+        drawn = op.draw(gen, *sample, **self.params) if op.draw is not None else {}
+        return self._kernel_call(sample, drawn, None)
+
+    def _kernel_call(self, sample: tuple[Any, ...], drawn: dict[str, Any], out: tuple[np.ndarray, ...] | None) -> tuple[Any, ...]:
+        op = self.op
+        kernel = op.kernel_for("cpu")
+        n = len(op.outputs)
+        if kernel is None or op.infer is None:
+            fn = kernel.fn if kernel is not None else op.reference
+            result = _as_tuple(fn(*sample, **self.params, **drawn), n)
+            if out is not None:
+                for o, r in zip(out, result):
+                    o[...] = r
+                return out
+            return result
+        if out is None:
+            out = tuple(np.empty(shape, dtype) for shape, dtype in op.infer(*sample, **self.params, **drawn))
+        kernel.fn(*sample, out=out[0] if n == 1 else out, **self.params, **drawn)
+        return out
+
+
+def _as_tuple(result: Any, n: int) -> tuple[Any, ...]:
+    return (result,) if n == 1 else tuple(result)
+
+
+def _host(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [to_host(v) for v in x]
+    return to_host(x)
+
+
+def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]:
+    """Classify the inputs as one sample, a dense batch or a ragged batch, and split them."""
+    form = "single"
+    n = None
+    per_input: list[list[Any] | None] = []
+    for spec, x in zip(op.inputs, inputs):
+        items: list[Any] | None
+        if isinstance(x, list):
+            items, kind = x, "ragged"
+        elif spec.is_bytes:
+            single = is_bytes_like(x) or (isinstance(x, np.ndarray) and (x.dtype != BYTES or x.ndim == 0))
+            items, kind = (None, "single") if single else (list(x), "ragged")
+        elif isinstance(x, np.ndarray) and x.ndim == spec.rank + 1:
+            items, kind = list(x), "dense"
+        else:
+            items, kind = None, "single"
+        if items is not None:
+            if n is not None and len(items) != n:
+                raise InputError(f"{op.name}: input {spec.name!r} has a batch of {len(items)}, others have {n}")
+            n = len(items)
+            form = kind if form != "ragged" else form
+        per_input.append(items)
+    count = n if n is not None else 1
+    samples = [
+        tuple(items[i] if items is not None else x for items, x in zip(per_input, inputs)) for i in range(count)
+    ]
+    for i, s in enumerate(samples):
+        _check_sample(op, s, None if form == "single" else i)
+    if form == "dense" and any(isinstance(x, list) for x in inputs):
+        form = "ragged"
+    return form, samples
+
+
+def _check_sample(op: Op, sample: tuple[Any, ...], index: int | None) -> None:
+    where = "" if index is None else f" (sample {index})"
+    for spec, x in zip(op.inputs, sample):
+        if spec.is_bytes:
+            if is_bytes_like(x) or (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 1):
+                continue
+            if isinstance(x, np.ndarray) and x.dtype == BYTES and x.ndim == 0 and is_bytes_like(x.item()):
+                continue
+            raise InputError(f"{op.name}: input {spec.name!r}{where} must be encoded bytes, got {_describe(x)}")
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"{op.name}: input {spec.name!r}{where} must be an array, got {type(x).__name__}")
+        if x.ndim != spec.rank:
+            raise InputError(
+                f"{op.name}: input {spec.name!r}{where} must have shape [{' '.join(spec.shape)}] "
+                f"(rank {spec.rank}, or {spec.rank + 1} for a batch), got shape {list(x.shape)}"
+            )
+        if spec.dtypes is not None and x.dtype not in spec.dtypes:
+            allowed = ", ".join(dtype_name(d) for d in spec.dtypes)
+            raise InputError(f"{op.name}: input {spec.name!r}{where} has dtype {x.dtype}; expected one of {allowed}")
+        for axis, size in spec.fixed_dims().items():
+            if x.shape[axis] != size:
+                raise InputError(
+                    f"{op.name}: input {spec.name!r}{where} must have shape [{' '.join(spec.shape)}], "
+                    f"got {list(x.shape)}"
+                )
+        if 0 in x.shape:
+            raise InputError(f"{op.name}: input {spec.name!r}{where} is empty (shape {list(x.shape)})")
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"an array of dtype {x.dtype} and shape {list(x.shape)}"
+    return type(x).__name__
+
+
+def _same_shape(arrays: list[Any]) -> bool:
+    return all(isinstance(a, np.ndarray) and a.shape == arrays[0].shape and a.dtype == arrays[0].dtype for a in arrays)

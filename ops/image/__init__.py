@@ -1,0 +1,11 @@
+"""Image ops: decode, resize, crop, pad, letterbox, flip, rotate, colour, normalize, layout,
+the fused classifier pre-processing, and train-only augmentations.
+
+Images are HWC arrays (height × width × channels, a gray image has one channel). Every op takes
+one image, a dense batch (``N H W C``) or a ragged list of images, as NumPy arrays or torch
+tensors, and returns the same kind.
+"""
+
+from ._geometry import flip, rotate90
+
+__all__ = ["flip", "rotate90"]

@@ -1,0 +1,5 @@
+import sys
+
+from twinpipe.runtime.cli import main
+
+sys.exit(main())
