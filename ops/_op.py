@@ -148,7 +148,7 @@ class Op:
         if register:
             _registry.register(self)
 
-    __doc__ = _DocDescriptor(__doc__)  # type: ignore[assignment]
+    __doc__ = _DocDescriptor(__doc__)
 
     # -- declaration ---------------------------------------------------------------------------
 

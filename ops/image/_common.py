@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
@@ -15,8 +16,10 @@ __all__ = ["IMAGE_DTYPES", "image_spec", "jit", "random_image"]
 #: dtypes every image op accepts unless it says otherwise.
 IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 #: Numba's njit as every CPU kernel uses it: cached on disk, releasing the GIL.
-jit = functools.partial(numba.njit, cache=True, nogil=True)
+jit = cast(Callable[[F], F], functools.partial(numba.njit, cache=True, nogil=True))
 
 
 def image_spec(name: str = "image", dtypes: tuple[Any, ...] | None = IMAGE_DTYPES, shape: str = "H W C", doc: str = "") -> TensorSpec:

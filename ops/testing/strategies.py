@@ -15,12 +15,13 @@ __all__ = ["dense_batches", "images", "ragged_batches"]
 def _elements(dtype: np.dtype) -> st.SearchStrategy[Any]:
     if dtype.kind == "u":
         return st.integers(0, int(np.iinfo(dtype).max))
-    return st.floats(0.0, 1.0, width=dtype.itemsize * 8, allow_nan=False)
+    return st.floats(0.0, 1.0, width=32 if dtype.itemsize <= 4 else 64, allow_nan=False)
 
 
 @st.composite
 def images(
     draw: st.DrawFn,
+    /,
     dtypes: Sequence[Any] = (np.uint8, np.float32),
     channels: Sequence[int] = (1, 3, 4),
     min_side: int = 1,
@@ -35,7 +36,7 @@ def images(
 
 
 @st.composite
-def dense_batches(draw: st.DrawFn, max_batch: int = 4, **image_kw: Any) -> np.ndarray:
+def dense_batches(draw: st.DrawFn, /, max_batch: int = 4, **image_kw: Any) -> np.ndarray:
     """``N H W C`` batches of same-shaped images."""
     first = draw(images(**image_kw))
     n = draw(st.integers(1, max_batch))
@@ -44,7 +45,7 @@ def dense_batches(draw: st.DrawFn, max_batch: int = 4, **image_kw: Any) -> np.nd
 
 
 @st.composite
-def ragged_batches(draw: st.DrawFn, max_batch: int = 4, **image_kw: Any) -> list[np.ndarray]:
+def ragged_batches(draw: st.DrawFn, /, max_batch: int = 4, **image_kw: Any) -> list[np.ndarray]:
     """Lists of images of one dtype and channel count but different heights and widths."""
     first = draw(images(**image_kw))
     n = draw(st.integers(1, max_batch))
