@@ -148,6 +148,30 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
             assert_close(g, e, op.tolerance_for(np.asarray(e).dtype), f"{where}: output {spec.name!r} (poison {which})")
 
 
+def _check_batched_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[str, Any], expected: tuple[Any, ...], where: str) -> None:
+    """A batched kernel on a ragged batch of two and a dense batch of two equals the reference."""
+    if op.infer is None:
+        raise OpCheckError(f"{where}: a batched kernel needs the op to declare infer=")
+    # the second sample has the same shape (so the params stay valid) but other values
+    second = tuple(x[::-1].copy() if isinstance(x, np.ndarray) and x.ndim else x for x in inputs)
+    ref2 = op.reference(*second, **params)
+    expected2 = (ref2,) if len(op.outputs) == 1 else tuple(ref2)
+    for form in ("ragged", "dense"):
+        if form == "dense" and not all(isinstance(x, np.ndarray) for x in inputs):
+            continue
+        batch = [[a, b] if form == "ragged" else np.stack([a, b]) for a, b in zip(inputs, second)]
+        metas = op.infer(*inputs, **params)
+        outs = tuple(
+            [_poison(shape, dt, 0), _poison(shape, dt, 1)] if form == "ragged" else _poison((2, *shape), dt, 0)
+            for shape, dt in metas
+        )
+        kernel.fn(*batch, out=outs[0] if len(outs) == 1 else outs, **params)
+        for spec, o, e1, e2 in zip(op.outputs, outs, expected, expected2):
+            tol = op.tolerance_for(np.asarray(e1).dtype)
+            assert_close(o[0], e1, tol, f"{where}: {form} batch item 0, output {spec.name!r}")
+            assert_close(o[1], e2, tol, f"{where}: {form} batch item 1, output {spec.name!r}")
+
+
 def _check_contract(op: Op, inputs: tuple[Any, ...], params: dict[str, Any], drawn: dict[str, Any], expected: tuple[Any, ...], where: str) -> None:
     if len(expected) != len(op.outputs):
         raise OpCheckError(f"{where}: reference returned {len(expected)} outputs, op declares {len(op.outputs)}")
@@ -245,7 +269,7 @@ def check_op(
     """
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
     report = CheckReport(op.name, seed)
-    kernels = [k for k in op.kernels.values() if k.device in devices and not k.batched]
+    kernels = [k for k in op.kernels.values() if k.device in devices]
     for dtype in _dtypes(op, dtypes):
         for i in range(cases):
             case_seed = seed + 7919 * i + sum(dtype.name.encode())
@@ -256,8 +280,12 @@ def check_op(
             expected = (ref,) if len(op.outputs) == 1 else tuple(ref)
             _check_contract(op, inputs, params, drawn, expected, where)
             for kernel in kernels:
-                _check_kernel(op, kernel, inputs, params, drawn, expected, f"{kernel.device} kernel, {where}")
-                report.count(f"{kernel.device}/{dtype.name}")
+                if kernel.batched:
+                    _check_batched_kernel(op, kernel, inputs, params, expected, f"{kernel.device} batched kernel, {where}")
+                    report.count(f"{kernel.device}-batched/{dtype.name}")
+                else:
+                    _check_kernel(op, kernel, inputs, params, drawn, expected, f"{kernel.device} kernel, {where}")
+                    report.count(f"{kernel.device}/{dtype.name}")
             report.count(f"reference/{dtype.name}")
             if i == 0:
                 _check_dispatch(op, inputs, params, case_seed, where)

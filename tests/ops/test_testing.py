@@ -140,3 +140,21 @@ def test_an_unregistered_op_fails_the_pickling_check() -> None:
             reference=lambda image: image.copy(), register=False)
     with pytest.raises(OpCheckError, match="does not survive pickling .* is the op registered"):
         check_op(op, cases=1)
+
+
+def test_batched_kernels_are_checked_on_ragged_and_dense_batches() -> None:
+    op = _double_op(_good)
+
+    @op.kernel("cpu", batched=True)
+    def _batched_skips_second(images: Any, *, out: Any) -> None:
+        out[0][...] = np.asarray(images[0], np.float32) * 2  # forgets every sample after the first
+
+    with pytest.raises(OpCheckError, match="batched kernel.*batch item 1"):
+        check_op(op, cases=2)
+
+    @op.kernel("cpu", batched=True)
+    def _batched(images: Any, *, out: Any) -> None:
+        for i, img in enumerate(images):
+            out[i][...] = np.asarray(img, np.float32) * 2
+
+    assert check_op(op, cases=2).cases["cpu-batched/uint8"] == 2
