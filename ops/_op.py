@@ -128,6 +128,9 @@ class Op:
         example_inputs: Callable[[np.random.Generator, np.dtype], tuple[Any, ...]] | None = None,
         register: bool = True,
     ) -> None:
+        for p in params:
+            if p.name in ("rng", "mode") or p.name in {s.name for s in inputs}:
+                raise OpError(f"{name}: parameter name {p.name!r} is taken (by the call's rng=/mode= or an input)")
         if (draw is None) != (serve is None):
             raise OpError(f"{name}: a random op declares both draw= and serve=")
         self.name = name

@@ -6,6 +6,9 @@ one image, a dense batch (``N H W C``) or a ragged list of images, as NumPy arra
 tensors, and returns the same kind.
 """
 
+from ._convert import layout, normalize, to_dtype
+from ._crop import center_crop, crop
 from ._geometry import flip, rotate90
+from ._pad import pad
 
-__all__ = ["flip", "rotate90"]
+__all__ = ["center_crop", "crop", "flip", "layout", "normalize", "pad", "rotate90", "to_dtype"]

@@ -36,7 +36,7 @@ class CheckReport:
 def _poison(shape: tuple[int, ...], dtype: np.dtype, which: int) -> np.ndarray:
     dt = np.dtype(dtype)
     if dt.kind == "f":
-        return np.full(shape, np.nan if which == 0 else -1e30, dt)
+        return np.full(shape, np.nan if which == 0 else np.finfo(dt).min, dt)
     if dt.kind == "b":
         return np.full(shape, which == 0, dt)
     if dt.kind in "iu":
@@ -56,9 +56,10 @@ def assert_close(actual: Any, expected: Any, atol: float, what: str) -> None:
         if not all(x == y for x, y in zip(a.ravel(), e.ravel())):
             raise OpCheckError(f"{what}: values differ")
         return
-    diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
-    diff[np.isnan(diff) & ~(np.isnan(a) & np.isnan(e))] = np.inf
-    diff[np.isnan(a) & np.isnan(e)] = 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
+    diff[np.isnan(diff)] = np.inf  # NaN against a number, or inf against -inf
+    diff[(a == e) | (np.isnan(a) & np.isnan(e))] = 0  # equal infinities and NaN pairs agree
     if diff.size and diff.max() > atol:
         idx = np.unravel_index(int(np.argmax(diff)), diff.shape)
         bad = int((diff > atol).sum())

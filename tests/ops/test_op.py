@@ -214,6 +214,13 @@ def test_batched_kernel_gets_the_whole_batch_once() -> None:
     assert calls == [3, 2]
 
 
+def test_param_names_that_clash_with_the_call_are_rejected() -> None:
+    for name in ("mode", "rng", "x"):
+        with pytest.raises(OpError, match=f"parameter name '{name}' is taken"):
+            Op("test.clash", doc="", inputs=[TensorSpec("x", None, "N")], outputs=[], params=[Param(name, Int(), 0)],
+               reference=lambda x, **_: x, register=False)
+
+
 def test_registry_finds_ops_by_name_with_suggestions() -> None:
     assert get_op("image.flip") is image.flip
     assert "image.flip" in list_ops("image.")

@@ -107,6 +107,10 @@ def test_assert_close_reports_location_and_values() -> None:
         assert_close(a, b, 0.1, "x")
     with pytest.raises(OpCheckError, match="dtype float64 != expected float32"):
         assert_close(a.astype(np.float64), a, 0, "x")
+    inf = np.array([np.inf, -np.inf, 1.0])
+    assert_close(inf, inf.copy(), 0, "equal infinities agree")
+    with pytest.raises(OpCheckError, match="max inf"):
+        assert_close(inf, -inf, 0, "opposite infinities differ")
     nan = a.copy()
     nan[0, 0] = np.nan
     with pytest.raises(OpCheckError):
