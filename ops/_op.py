@@ -282,7 +282,7 @@ class BoundOp:
         elif batch == "dense":
             values = [wrap(v) for v in self._run_dense(samples, gen, mode)]
         else:
-            results = [self._run_sample(s, gen, mode) for s in samples]
+            results = _per_sample(lambda s: self._run_sample(s, gen, mode), samples)
             values = [[wrap(r[k]) for r in results] for k in range(len(op.outputs))]
         return values[0] if len(values) == 1 else Outputs(values, [s.name for s in op.outputs])
 
@@ -320,12 +320,11 @@ class BoundOp:
             metas = [tuple(op.infer(*s, **self.params, **d)) for s, d in zip(samples, drawn)]
             if all(m == metas[0] for m in metas):
                 outs = tuple(np.empty((len(samples), *shape), dtype) for shape, dtype in metas[0])
-                for i, (s, d) in enumerate(zip(samples, drawn)):
-                    self._kernel_call(s, d, tuple(o[i] for o in outs))
+                _per_sample(lambda i: self._kernel_call(samples[i], drawn[i], tuple(o[i] for o in outs)), range(len(samples)))
                 return list(outs)
-            results = [self._kernel_call(s, d, None) for s, d in zip(samples, drawn)]
+            results = _per_sample(lambda i: self._kernel_call(samples[i], drawn[i], None), range(len(samples)))
         else:
-            results = [self._run_sample(s, gen, mode) for s in samples]
+            results = _per_sample(lambda s: self._run_sample(s, gen, mode), samples)
         columns = [[r[k] for r in results] for k in range(len(op.outputs))]
         return [np.stack(c) if _same_shape(c) else c for c in columns]
 
@@ -353,6 +352,17 @@ class BoundOp:
             out = tuple(np.empty(shape, dtype) for shape, dtype in op.infer(*sample, **self.params, **drawn))
         kernel.fn(*sample, out=out[0] if n == 1 else out, **self.params, **drawn)
         return out
+
+
+def _per_sample(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(x) for x in items]``, with the failing item's index added to an ``OpError``."""
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(fn(item))
+        except OpError as e:
+            raise type(e)(f"{e} (batch item {i} of {len(items)})") from e
+    return out
 
 
 def _as_tuple(result: Any, n: int) -> tuple[Any, ...]:
@@ -399,7 +409,7 @@ def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]
 
 
 def _check_sample(op: Op, sample: tuple[Any, ...], index: int | None) -> None:
-    where = "" if index is None else f" (sample {index})"
+    where = "" if index is None else f" (batch item {index})"
     for spec, x in zip(op.inputs, sample):
         if spec.is_bytes:
             if is_bytes_like(x) or (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 1):

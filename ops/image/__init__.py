@@ -6,9 +6,11 @@ one image, a dense batch (``N H W C``) or a ragged list of images, as NumPy arra
 tensors, and returns the same kind.
 """
 
+from ._color import convert_color
 from ._convert import layout, normalize, to_dtype
 from ._crop import center_crop, crop
+from ._decode import decode
 from ._geometry import flip, rotate90
 from ._pad import pad
 
-__all__ = ["center_crop", "crop", "flip", "layout", "normalize", "pad", "rotate90", "to_dtype"]
+__all__ = ["center_crop", "convert_color", "crop", "decode", "flip", "layout", "normalize", "pad", "rotate90", "to_dtype"]

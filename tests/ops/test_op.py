@@ -144,7 +144,7 @@ def test_input_errors_name_the_input_and_what_was_expected() -> None:
         image.flip(np.ones((2, 2, 3), np.int64))
     with pytest.raises(InputError, match=r"must have shape \[H W C\] \(rank 3, or 4 for a batch\), got shape \[5\]"):
         image.flip(np.ones(5, np.uint8))
-    with pytest.raises(InputError, match=r"\(sample 1\) has dtype float64"):
+    with pytest.raises(InputError, match=r"\(batch item 1\) has dtype float64"):
         image.flip([_img(), np.ones((2, 2, 1))])
     with pytest.raises(InputError, match="is empty"):
         image.flip(np.ones((0, 4, 3), np.uint8))
