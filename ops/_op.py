@@ -286,6 +286,22 @@ class BoundOp:
             values = [[wrap(r[k]) for r in results] for k in range(len(op.outputs))]
         return values[0] if len(values) == 1 else Outputs(values, [s.name for s in op.outputs])
 
+    def apply(self, *inputs: Any, drawn: Mapping[str, Any]) -> Any:
+        """Run a random op on one sample with given random choices (as its ``draw`` returns them).
+
+        Replays an augmentation exactly, e.g. to compare it with another library given the same
+        crop box, or to re-run a logged training sample.
+        """
+        op = self.op
+        if not op.is_random:
+            raise OpError(f"{op.name} is not random; call it directly")
+        batch, samples = _split_batch(op, [_host(x) for x in inputs])
+        if batch != "single":
+            raise InputError(f"{op.name}.apply takes one sample, got a batch")
+        wrap = from_host("torch" if any(kind_of(x) == "torch" for x in inputs) else "numpy")
+        values = [wrap(v) for v in self._kernel_call(samples[0], dict(drawn), None)]
+        return values[0] if len(values) == 1 else Outputs(values, [s.name for s in op.outputs])
+
     # -- internals -----------------------------------------------------------------------------
 
     def _call_cuda(self, inputs: Sequence[Any]) -> Any:

@@ -184,6 +184,10 @@ def test_random_op_needs_rng_in_train_mode_and_uses_serve_behaviour() -> None:
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, x)
     np.testing.assert_array_equal(op(x, mode="serve"), x)
+    np.testing.assert_array_equal(op.bind().apply(x, drawn={"shift": 0.25}), x + np.float32(0.25))
+    np.testing.assert_array_equal(op.bind().apply(x, drawn=draw(np.random.default_rng(9), x)), op(x, rng=9))
+    with pytest.raises(OpError, match="image.flip is not random"):
+        image.flip.bind().apply(x, drawn={})
     batch = op(np.stack([x, x, x]), rng=5)  # one draw per sample, in order
     assert len({float(r[0] - x[0]) for r in batch}) == 3
     with pytest.raises(OpError, match="mode must be 'train' or 'serve'"):
