@@ -90,7 +90,7 @@ def run(repeat: int, threads: list[int]) -> None:
         cv2.setNumThreads(n)
         set_num_threads(n)
         print(f"\n## {n} thread{'s' if n > 1 else ''} (median of {repeat}, ms per image; ratio = time / twinpipe's)\n")
-        print(f"| task | implementation | ms | ratio |\n|---|---|---:|---:|")
+        print("| task | implementation | ms | ratio |\n|---|---|---:|---:|")
         ours: dict[str, float] = {}
         for task, name, fn in rows:
             ms = _median_ms(fn, repeat)

@@ -6,11 +6,32 @@ one image, a dense batch (``N H W C``) or a ragged list of images, as NumPy arra
 tensors, and returns the same kind.
 """
 
+from ._augment import color_jitter, random_flip, random_resized_crop
 from ._color import convert_color
 from ._convert import layout, normalize, to_dtype
 from ._crop import center_crop, crop
 from ._decode import decode
+from ._fused import resize_crop_normalize
 from ._geometry import flip, rotate90
+from ._letterbox import letterbox
 from ._pad import pad
+from ._resize import resize
 
-__all__ = ["center_crop", "convert_color", "crop", "decode", "flip", "layout", "normalize", "pad", "rotate90", "to_dtype"]
+__all__ = [
+    "center_crop",
+    "color_jitter",
+    "convert_color",
+    "crop",
+    "decode",
+    "flip",
+    "layout",
+    "letterbox",
+    "normalize",
+    "pad",
+    "random_flip",
+    "random_resized_crop",
+    "resize",
+    "resize_crop_normalize",
+    "rotate90",
+    "to_dtype",
+]
