@@ -13,7 +13,7 @@ from .._op import Op
 from .._params import Bool, Choice, Float, Floats, Int, Optional, Param, Size
 from .._spec import TensorSpec
 from ._common import image_spec, jit, random_image
-from ._resample import horizontal_first, lane_weights, resample_float, resample_int, taps
+from ._resample import horizontal_first, lane_weights, resample_window, taps
 from ._resize import output_size, resize_reference
 
 __all__ = ["center_offsets", "resize_crop_normalize"]
@@ -229,12 +229,8 @@ def _fused_cpu(image: np.ndarray, *, out: np.ndarray, size: int, crop: tuple[int
     elif window.size:
         ty, tx = taps(h, oh, interpolation, antialias), taps(w, ow, interpolation, antialias)
         hfirst = horizontal_first(h, w, oh, ow, ty, tx)  # as the whole resize: same intermediate rounding
-        exact = src.dtype == np.uint8
-        wl = lane_weights(w, ow, interpolation, antialias, c, exact)
-        if exact:
-            resample_int(src, ty.first, ty.wq, tx.first, tx.wq, wl, y0, x0, hfirst, window)
-        else:
-            resample_float(src, ty.first, ty.wf, tx.first, tx.wf, wl, y0, x0, hfirst, 0.0, window)
+        wl = lane_weights(w, ow, interpolation, antialias, c, src.dtype == np.uint8)
+        resample_window(src, ty, tx, wl, y0, x0, hfirst, window)
     chw = layout == "CHW"
     wtop, wleft = y0 - top, x0 - left  # where the window lands in the crop
     if dtype == "float32":

@@ -37,6 +37,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .._threads import parallel_rows
 from ._common import jit
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "nearest_index",
     "resample_float",
     "resample_int",
+    "resample_window",
     "taps",
 ]
 
@@ -564,3 +566,20 @@ def _store_row(acc: np.ndarray, dst: np.ndarray, vmax: float) -> None:
             dst[j] = min(max(np.rint(acc[j]), 0.0), vmax)
     else:
         dst[:] = acc
+
+
+def resample_window(src: np.ndarray, ty: Taps, tx: Taps, wl: np.ndarray, oy0: int, ox0: int, hfirst: bool, out: np.ndarray) -> None:
+    """Resample the ``out``-sized window at ``(oy0, ox0)`` of the output, in row bands over the
+    kernel threads (``twinpipe.ops.set_num_threads``). A band computes its rows exactly as the
+    whole window would, so the result does not depend on the thread count."""
+    if src.dtype == np.uint8:
+
+        def band(start: int, stop: int) -> None:
+            resample_int(src, ty.first, ty.wq, tx.first, tx.wq, wl, oy0 + start, ox0, hfirst, out[start:stop])
+    else:
+        vmax = float(np.iinfo(out.dtype).max) if out.dtype.kind == "u" else 0.0
+
+        def band(start: int, stop: int) -> None:
+            resample_float(src, ty.first, ty.wf, tx.first, tx.wf, wl, oy0 + start, ox0, hfirst, vmax, out[start:stop])
+
+    parallel_rows(band, out.shape[0], min_rows=32)

@@ -16,8 +16,7 @@ from ._resample import (
     horizontal_first,
     lane_weights,
     nearest_index,
-    resample_float,
-    resample_int,
+    resample_window,
     taps,
 )
 
@@ -206,10 +205,5 @@ def resize_into(src: np.ndarray, out: np.ndarray, interpolation: str, antialias:
     else:
         ty, tx = taps(h, oh, interpolation, antialias), taps(w, ow, interpolation, antialias)
         hfirst = horizontal_first(h, w, oh, ow, ty, tx)
-        exact = src.dtype == np.uint8
-        wl = lane_weights(w, ow, interpolation, antialias, c, exact)
-        if exact:
-            resample_int(src, ty.first, ty.wq, tx.first, tx.wq, wl, 0, 0, hfirst, out)
-        else:
-            vmax = float(np.iinfo(src.dtype).max) if src.dtype.kind == "u" else 0.0
-            resample_float(src, ty.first, ty.wf, tx.first, tx.wf, wl, 0, 0, hfirst, vmax, out)
+        wl = lane_weights(w, ow, interpolation, antialias, c, src.dtype == np.uint8)
+        resample_window(src, ty, tx, wl, 0, 0, hfirst, out)

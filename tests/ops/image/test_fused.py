@@ -195,3 +195,19 @@ def test_bad_inputs() -> None:
         resize_crop_normalize(np.zeros((8, 8, 3), np.uint16))
     with pytest.raises(InputError, match=r"image.resize_crop_normalize: input 'image' must have shape \[H W C\]"):
         resize_crop_normalize(np.zeros((8, 8), np.uint8))
+
+
+def test_splitting_rows_over_threads_gives_the_same_bits() -> None:
+    from twinpipe.ops import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng()
+    img = rng.integers(0, 256, (347, 520, 3), dtype=np.uint8)
+    before = get_num_threads()
+    try:
+        set_num_threads(1)
+        one = resize_crop_normalize(img, size=256, crop=224)
+        set_num_threads(2)
+        two = resize_crop_normalize(img, size=256, crop=224)
+    finally:
+        set_num_threads(before)
+    np.testing.assert_array_equal(one, two)

@@ -265,3 +265,23 @@ def test_bad_inputs() -> None:
         resize(np.zeros((4, 4), np.uint8), size=2)
     with pytest.raises(InputError, match=r"image.resize: input 'image' is empty"):
         resize(np.zeros((0, 4, 3), np.uint8), size=2)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "area"])
+def test_splitting_rows_over_threads_gives_the_same_bits(dtype: type, interpolation: str) -> None:
+    from twinpipe.ops import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng()
+    img = (rng.random((301, 257, 3)) * 255).astype(dtype)
+    before = get_num_threads()
+    results: dict[tuple[int, str], np.ndarray] = {}
+    try:
+        for n in (1, 2, 3):
+            set_num_threads(n)
+            for size, fit in ((97, "shorter"), ((411, 133), "exact")):
+                results[n, fit] = resize(img, size=size, fit=fit, interpolation=interpolation)
+    finally:
+        set_num_threads(before)
+    for (n, fit), r in results.items():
+        np.testing.assert_array_equal(r, results[1, fit], err_msg=f"{n} threads, fit={fit}")
