@@ -42,14 +42,14 @@ def to_host(x: Any) -> np.ndarray | bytes:
     """A NumPy view of a host array (no copy), or the bytes of a bytes-like object."""
     kind = kind_of(x)
     if kind == "numpy":
-        return x  # type: ignore[no-any-return]
+        return x
     if kind == "bytes":
         return bytes(x)
     if kind == "torch":
         t = x.detach()
         if t.dtype.is_floating_point and str(t.dtype) == "torch.bfloat16":
             raise TypeError("bfloat16 tensors have no NumPy view; convert with .float() first")
-        return t.numpy()  # type: ignore[no-any-return]
+        return t.numpy()
     raise TypeError("a CUDA array has no host view")
 
 

@@ -37,7 +37,7 @@ def _pool(n: int) -> ThreadPoolExecutor:
         if pool is None or pool._max_workers < n or _state["pid"] != os.getpid():
             pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="twinpipe-kernel")
             _state.update(pool=pool, pid=os.getpid())
-        return pool  # type: ignore[no-any-return]
+        return pool
 
 
 def parallel_rows(fn: Callable[..., None], rows: int, *args: Any, min_rows: int = 16) -> None:
