@@ -46,8 +46,14 @@ def _sizes(rng: np.random.Generator, grow: bool | None = None) -> tuple[int, int
 def _tv(image: np.ndarray, oh: int, ow: int, mode: str, antialias: bool, contiguous: bool = True) -> np.ndarray:
     """torchvision v2 on the CHW tensor of an HWC image (contiguous CHW, or the channels-last view)."""
     t = torch.from_numpy(image).permute(2, 0, 1)
-    t = t.contiguous() if contiguous else t
-    out = F.resize(t, [oh, ow], interpolation=MODES[mode], antialias=antialias)
+    try:
+        out = F.resize(t.contiguous() if contiguous else t, [oh, ow], interpolation=MODES[mode], antialias=antialias)
+    except RuntimeError as e:
+        # torch 2.14 trips an internal assert on a contiguous uint8 CHW bicubic resize to 1×1
+        # ("num_channels == unpacked_output.size(0)"); its channels-last path computes it
+        if not (contiguous and "INTERNAL ASSERT" in str(e)):
+            raise
+        out = F.resize(t, [oh, ow], interpolation=MODES[mode], antialias=antialias)
     return out.permute(1, 2, 0).contiguous().numpy()
 
 
