@@ -3,75 +3,38 @@ crop, normalise, HWC → CHW, cast) in one pass over the pixels the crop keeps."
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
-from .._errors import InputError
 from .._op import Op
 from .._params import Bool, Choice, Float, Floats, Int, Optional, Param, Size
 from .._spec import TensorSpec
 from ._common import image_spec, jit, random_image
+from ._convert import default_scale, normalize, per_channel
+from ._convert import layout as to_layout
+from ._crop import center_crop, center_crop_offsets
 from ._resample import horizontal_first, lane_weights, resample_window, taps
-from ._resize import output_size, resize_reference
+from ._resize import output_size, resize
 
-__all__ = ["center_offsets", "resize_crop_normalize"]
+__all__ = ["resize_crop_normalize"]
+
+NAME = "image.resize_crop_normalize"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def center_offsets(h: int, w: int, ch: int, cw: int) -> tuple[int, int]:
-    """Top-left of a ``ch × cw`` crop centred in ``h × w``, as torchvision v2 ``center_crop``:
-    ``int(round((h - ch) / 2.0))`` (Python's round), and where the crop is larger than the image
-    (torchvision pads ``(ch - h) // 2`` before) ``-((ch - h) // 2)``. Per axis."""
-
-    def axis(n: int, k: int) -> int:
-        return -((k - n) // 2) if k > n else int(round((n - k) / 2.0))
-
-    return axis(h, ch), axis(w, cw)
-
-
-def _channel_values(name: str, values: tuple[float, ...] | float, c: int) -> np.ndarray:
-    """``values`` (one, or one per channel) as ``c`` float32s (cached, read-only)."""
-    return _channel_array(name, tuple(np.atleast_1d(np.asarray(values, np.float64)).tolist()), c)
-
-
-@functools.lru_cache(maxsize=64)
-def _channel_array(name: str, values: tuple[float, ...], c: int) -> np.ndarray:
-    if len(values) not in (1, c):
-        raise InputError(
-            f"image.resize_crop_normalize: parameter {name!r} has {len(values)} values but the image has "
-            f"{c} channels; expected 1 value or {c} (one per channel)"
-        )
-    out = np.broadcast_to(np.asarray(values, np.float32), (c,)).copy()
-    out.flags.writeable = False
-    return out
-
-
-def _scale(image: np.ndarray, scale: float | None) -> np.float32:
-    return np.float32(scale if scale is not None else (1 / 255 if image.dtype == np.uint8 else 1.0))
-
-
-def _normalize(x: np.ndarray, scale: np.float32, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return np.asarray((x.astype(np.float32) * scale - mean) / std)  # float32 throughout
-
-
 def _fused_reference(image: np.ndarray, *, size: int, crop: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...], scale: float | None, interpolation: str, antialias: bool, dtype: str, layout: str) -> np.ndarray:
-    h, w, c = image.shape
-    m, s = _channel_values("mean", mean, c), _channel_values("std", std, c)
-    oh, ow = output_size(h, w, size, "shorter")
-    resized = resize_reference(image, oh, ow, interpolation, antialias)
-    ch, cw = crop
-    top, left = center_offsets(oh, ow, ch, cw)
-    box = np.zeros((ch, cw, c), resized.dtype)  # zero where the crop overhangs, as torchvision pads
-    y0, y1, x0, x1 = max(top, 0), min(top + ch, oh), max(left, 0), min(left + cw, ow)
-    box[y0 - top : y1 - top, x0 - left : x1 - left] = resized[y0:y1, x0:x1]
-    out = _normalize(box, _scale(image, scale), m, s)
+    """The composition of the unfused ops' references: what the fused kernel must equal."""
+    per_channel(NAME, "mean", mean, image.shape[2])  # this op's own error for a bad count
+    per_channel(NAME, "std", std, image.shape[2])
+    resized = resize.reference(image, size=size, fit="shorter", max_size=None, interpolation=interpolation, antialias=antialias)
+    box = center_crop.reference(resized, size=crop)
+    out = normalize.reference(box, mean=mean, std=std, scale=scale, dtype="float32")
     if layout == "CHW":
-        out = out.transpose(2, 0, 1)
-    return np.ascontiguousarray(out.astype(dtype))
+        out = to_layout.reference(out, to="CHW")
+    return out.astype(dtype)
 
 
 def _fused_infer(image: np.ndarray, *, crop: tuple[int, int], dtype: str, layout: str, **_: Any) -> list[tuple[tuple[int, ...], np.dtype]]:
@@ -217,11 +180,11 @@ def _half_bits(src: np.ndarray, dst: np.ndarray) -> None:
 def _fused_cpu(image: np.ndarray, *, out: np.ndarray, size: int, crop: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...], scale: float | None, interpolation: str, antialias: bool, dtype: str, layout: str) -> None:
     src = np.ascontiguousarray(image)
     h, w, c = src.shape
-    m, s = _channel_values("mean", mean, c), _channel_values("std", std, c)
-    sc = _scale(src, scale)
+    m, s = per_channel(NAME, "mean", mean, c), per_channel(NAME, "std", std, c)
+    sc = np.float32(default_scale(src.dtype) if scale is None else scale)
     oh, ow = output_size(h, w, size, "shorter")
     ch, cw = crop
-    top, left = center_offsets(oh, ow, ch, cw)
+    top, left = center_crop_offsets(oh, ow, ch, cw)
     y0, y1, x0, x1 = max(top, 0), min(top + ch, oh), max(left, 0), min(left + cw, ow)
     window = np.empty((max(y1 - y0, 0), max(x1 - x0, 0), c), src.dtype)
     if window.size and (oh, ow) == (h, w):

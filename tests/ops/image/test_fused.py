@@ -11,7 +11,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from twinpipe.ops import InputError, ParamError
-from twinpipe.ops.image._fused import _half_bits, center_offsets, resize_crop_normalize
+from twinpipe.ops.image._crop import center_crop_offsets as center_offsets
+from twinpipe.ops.image._fused import _half_bits, resize_crop_normalize
 from twinpipe.ops.image._resize import output_size, resize
 from twinpipe.ops.testing import check_op
 
