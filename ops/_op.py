@@ -3,8 +3,8 @@
 An :class:`Op` is called like a function. Its parameters are checked when it is bound; its
 inputs decide the device (NumPy or a torch CPU tensor → ``cpu``; CuPy or torch CUDA →
 ``cuda``) and the batch form (one sample, a dense batch with the batch dimension first, or a
-ragged list of samples). Outputs are allocated by the op from its ``infer`` function and
-written by the kernel, so a dense batch is filled in place and never stacked afterwards.
+ragged list of samples). Where an op declares ``infer``, outputs are allocated by the op and
+written by the kernel, so a dense batch is filled in place rather than stacked afterwards.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def as_generator(rng: np.random.Generator | int | None, op_name: str) -> np.rand
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise OpError(f"{op_name}: rng= seed must be a non-negative integer, got {rng}")
         return np.random.default_rng(int(rng))
     raise OpError(
         f"{op_name} is random: in train mode pass rng= (a seed or a numpy Generator), "
@@ -103,7 +105,8 @@ class Op:
         draw: random ops only: ``draw(rng, *inputs, **params) -> dict`` of the per-sample random
             choices, which the reference and the kernels then take as keyword arguments.
         serve: random ops only: what the op does in serve mode, ``serve(*inputs, **params)``.
-        tolerance: max abs difference allowed between a kernel and the reference, per dtype name.
+        tolerance: max abs difference allowed between a kernel and the reference, per output dtype
+            name or kind: a number, or ``(atol, rtol)`` with rtol relative to the output's peak.
         example_params: ``example_params(rng, *inputs) -> dict`` of valid random params, for the
             op testing kit.
         example_inputs: ``example_inputs(rng, dtype) -> tuple`` of one random sample, for the kit
@@ -123,7 +126,7 @@ class Op:
         check: Callable[[dict[str, Any]], None] | None = None,
         draw: Callable[..., dict[str, Any]] | None = None,
         serve: Callable[..., Any] | None = None,
-        tolerance: Mapping[str, float] | None = None,
+        tolerance: Mapping[str, float | tuple[float, float]] | None = None,
         example_params: Callable[..., dict[str, Any]] | None = None,
         example_inputs: Callable[[np.random.Generator, np.dtype], tuple[Any, ...]] | None = None,
         register: bool = True,
@@ -171,10 +174,20 @@ class Op:
     def kernel_for(self, device: str, batched: bool = False) -> Kernel | None:
         return self.kernels.get((device, batched))
 
-    def tolerance_for(self, dtype: np.dtype) -> float:
+    def tolerance_for(self, dtype: np.dtype, expected: np.ndarray | None = None) -> float:
+        """Max abs difference allowed from the reference for outputs of ``dtype``.
+
+        A tolerance entry is an absolute number, or ``(atol, rtol)`` where ``rtol`` scales with the
+        largest magnitude in ``expected`` (for float results whose error grows with the value range).
+        """
         dt = np.dtype(dtype)
         default = 0.0 if dt.kind in "biu" else 1e-5
-        return float(self.tolerance.get(dt.name, self.tolerance.get(dt.kind, default)))
+        entry = self.tolerance.get(dt.name, self.tolerance.get(dt.kind, default))
+        if isinstance(entry, tuple):
+            atol, rtol = entry
+            peak = float(np.abs(expected).max()) if expected is not None and expected.size and expected.dtype != object else 0.0
+            return float(atol) + float(rtol) * peak
+        return float(entry)
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -265,11 +278,10 @@ class BoundOp:
             raise InputError(f"{op.name} takes {len(op.inputs)} input(s), got {len(inputs)}")
         if mode not in ("train", "serve"):
             raise OpError(f"{op.name}: mode must be 'train' or 'serve', got {mode!r}")
-        firsts = [x[0] if isinstance(x, (list, tuple)) and x else x for x in inputs]
-        kinds = [kind_of(x) for x in firsts]
+        kinds = [_input_kind(op, spec, x) for spec, x in zip(op.inputs, inputs)]
         if "cuda" in kinds:
             return self._call_cuda(inputs)
-        host = [_host(x) for x in inputs]
+        host = [_host(op, spec, x) for spec, x in zip(op.inputs, inputs)]
         batch, samples = _split_batch(op, host)
         gen = as_generator(rng, op.name) if op.is_random and mode == "train" else None
         wrap = from_host("torch" if "torch" in kinds else "numpy")
@@ -280,7 +292,8 @@ class BoundOp:
         elif batch == "single":
             values = [wrap(v) for v in self._run_sample(samples[0], gen, mode)]
         elif batch == "dense":
-            values = [wrap(v) for v in self._run_dense(samples, gen, mode)]
+            outs = self._run_dense(samples, gen, mode)  # stacked arrays, or lists where shapes differ
+            values = [wrap(v) if isinstance(v, np.ndarray) else [wrap(a) for a in v] for v in outs]
         else:
             results = _per_sample(lambda s: self._run_sample(s, gen, mode), samples)
             values = [[wrap(r[k]) for r in results] for k in range(len(op.outputs))]
@@ -295,10 +308,10 @@ class BoundOp:
         op = self.op
         if not op.is_random:
             raise OpError(f"{op.name} is not random; call it directly")
-        batch, samples = _split_batch(op, [_host(x) for x in inputs])
+        batch, samples = _split_batch(op, [_host(op, spec, x) for spec, x in zip(op.inputs, inputs)])
         if batch != "single":
             raise InputError(f"{op.name}.apply takes one sample, got a batch")
-        wrap = from_host("torch" if any(kind_of(x) == "torch" for x in inputs) else "numpy")
+        wrap = from_host("torch" if any(_input_kind(op, s, x) == "torch" for s, x in zip(op.inputs, inputs)) else "numpy")
         values = [wrap(v) for v in self._kernel_call(samples[0], dict(drawn), None)]
         return values[0] if len(values) == 1 else Outputs(values, [s.name for s in op.outputs])
 
@@ -306,6 +319,8 @@ class BoundOp:
 
     def _call_cuda(self, inputs: Sequence[Any]) -> Any:
         op = self.op
+        if op.is_random:  # draws and serve mode on the GPU come with the CUDA kernels
+            raise InputError(f"{op.name}: random ops do not run on GPU arrays yet; move the input to the host")
         kernel = op.kernel_for("cuda", batched=any(isinstance(x, (list, tuple)) for x in inputs))
         kernel = kernel or op.kernel_for("cuda")
         if kernel is None:
@@ -370,6 +385,23 @@ class BoundOp:
         return out
 
 
+def _input_kind(op: Op, spec: TensorSpec, x: Any) -> str:
+    """Where an input lives, or an ``InputError`` naming the op and input for what is no tensor."""
+    items = list(x) if isinstance(x, (list, tuple)) else [x]
+    if not items or (isinstance(x, np.ndarray) and x.ndim == spec.rank + 1 and x.shape[0] == 0 and not spec.is_bytes):
+        raise InputError(f"{op.name}: input {spec.name!r} is an empty batch")
+    kinds = set()
+    for i, item in enumerate(items):
+        try:
+            kinds.add(kind_of(item))
+        except TypeError as e:
+            where = f" (batch item {i})" if isinstance(x, (list, tuple)) else ""
+            raise InputError(f"{op.name}: input {spec.name!r}{where}: {e}") from None
+    if len(kinds) > 1 and "cuda" in kinds:
+        raise InputError(f"{op.name}: input {spec.name!r} mixes GPU and host arrays in one batch")
+    return "cuda" if "cuda" in kinds else ("torch" if "torch" in kinds else kinds.pop())
+
+
 def _per_sample(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     """``[fn(x) for x in items]``, with the failing item's index added to an ``OpError``."""
     out = []
@@ -385,10 +417,11 @@ def _as_tuple(result: Any, n: int) -> tuple[Any, ...]:
     return (result,) if n == 1 else tuple(result)
 
 
-def _host(x: Any) -> Any:
-    if isinstance(x, (list, tuple)):
-        return [to_host(v) for v in x]
-    return to_host(x)
+def _host(op: Op, spec: TensorSpec, x: Any) -> Any:
+    try:
+        return [to_host(v) for v in x] if isinstance(x, (list, tuple)) else to_host(x)
+    except TypeError as e:  # e.g. a bfloat16 tensor, which has no NumPy view
+        raise InputError(f"{op.name}: input {spec.name!r}: {e}") from None
 
 
 def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]:

@@ -7,6 +7,7 @@ asked to) or raises ``ValueError`` with what was expected; the op turns that int
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ class Int:
         if not _is_int(value):
             raise ValueError(f"expected {self.describe()}, got {value!r}")
         v = int(value)
-        if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+        if (self.min is not None and v < self.min) or (self.max is not None and v > self.max) or not -(2**62) <= v <= 2**62:
             raise ValueError(f"expected {self.describe()}, got {v}")
         return v
 
@@ -105,12 +106,12 @@ class Float:
         if not _is_real(value):
             raise ValueError(f"expected {self.describe()}, got {value!r}")
         v = float(value)
-        if v != v or (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+        if not math.isfinite(v) or (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
             raise ValueError(f"expected {self.describe()}, got {v}")
         return v
 
     def describe(self) -> str:
-        return "a number" + _range_text(self.min, self.max)
+        return "a finite number" + _range_text(self.min, self.max)
 
     def json_schema(self) -> dict[str, Any]:
         return _bounds({"type": "number"}, self.min, self.max)
@@ -189,7 +190,7 @@ class Floats:
             raise ValueError(f"expected {self.describe()}, got {value!r}")
         out = []
         for v in items:
-            if not _is_real(v) or float(v) != float(v):
+            if not _is_real(v) or not math.isfinite(float(v)):
                 raise ValueError(f"expected {self.describe()}, got {value!r}")
             f = float(v)
             if self.positive and f <= 0:
@@ -224,7 +225,7 @@ class FloatRange:
     max: float | None = None
 
     def check(self, value: Any) -> tuple[float, float]:
-        if _is_pair(value) and all(_is_real(v) for v in value):
+        if _is_pair(value) and all(_is_real(v) and math.isfinite(float(v)) for v in value):
             lo, hi = float(value[0]), float(value[1])
             if lo <= hi and (self.min is None or lo >= self.min) and (self.max is None or hi <= self.max):
                 return (lo, hi)

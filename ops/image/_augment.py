@@ -278,6 +278,8 @@ def _jitter_reference(image: np.ndarray, *, order: tuple[int, ...], brightness_f
     _channels(image)
     top, quant = _levels(image.dtype)
     a = image.astype(np.float32)
+    if not quant:
+        np.clip(a, 0, top, out=a)  # float images live in [0, 1]; see the doc
     factors = (brightness_factor, contrast_factor, saturation_factor, hue_factor)
     for step in order:
         f = factors[step]
@@ -316,7 +318,8 @@ same way in float32 (its fused multiply-adds included): gray = 0.2989 R + 0.587 
 floored for integer images; contrast blends with the mean gray; hue goes through HSV. Integer
 images truncate to integers after every step, as torchvision's ``.to(uint8)``. Results match
 torchvision within 1 LSB (in practice bit for bit). Values clamp to [0, dtype max] (uint8, uint16)
-or [0, 1] (float32: a float image is taken to be in [0, 1]). Images are RGB (3 channels) or gray
+or [0, 1] (float32: a float image is taken to be in [0, 1], and values outside it are clipped
+into it before the first step; torchvision leaves them to each step). Images are RGB (3 channels) or gray
 (1 channel); on gray images saturation and hue do nothing, as torchvision. Other channel counts
 are an ``InputError``, in serve mode too.""",
     inputs=[image_spec()],
@@ -408,6 +411,8 @@ def _jitter_cpu(image: np.ndarray, *, out: np.ndarray, order: tuple[int, ...], b
     top, quant = _levels(image.dtype)
     a = out if out.dtype == np.float32 else np.empty(image.shape, np.float32)
     np.copyto(a, image)
+    if not quant:
+        np.clip(a, 0, top, out=a)  # float images live in [0, 1]; see the doc
     factors = (brightness_factor, contrast_factor, saturation_factor, hue_factor)
     for step in order:
         f = factors[step]

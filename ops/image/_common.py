@@ -35,4 +35,6 @@ def random_image(rng: np.random.Generator, dtype: Any, *, channels: tuple[int, .
     c = int(rng.choice(channels))
     if dt.kind == "u":
         return rng.integers(0, np.iinfo(dt).max, size=(h, w, c), endpoint=True, dtype=dt)
-    return rng.random((h, w, c), dtype=np.float64).astype(dt)
+    # floats in [0, 1] (the usual scale) or [0, 255] (images cast without scaling)
+    scale = 1.0 if rng.random() < 0.7 else 255.0
+    return (rng.random((h, w, c), dtype=np.float64) * scale).astype(dt)

@@ -61,6 +61,15 @@ def _normalize_check(params: dict[str, Any]) -> None:
     m, s = len(params["mean"]), len(params["std"])
     if m > 1 and s > 1 and m != s:
         raise ValueError(f"parameters 'mean' ({m} values) and 'std' ({s} values) must have the same length, or one value")
+    check_float32_std(params["std"])
+
+
+def check_float32_std(std: Sequence[float]) -> None:
+    """The kernels divide in float32: a std that rounds to 0 (or inf) there is no std at all."""
+    for v in std:
+        f = np.float32(v)
+        if not (0 < f < np.inf):
+            raise ValueError(f"parameter 'std': {v!r} is {f} in float32; expected a float32-representable positive value")
 
 
 def _normalize_examples(rng: np.random.Generator, image: np.ndarray) -> dict[str, Any]:

@@ -155,7 +155,8 @@ to [0, 255], the result rounded half up and saturated. The horizontal pass goes 
 order costs less for the sizes. Results are within 1 of OpenCV (``INTER_LINEAR``,
 ``INTER_AREA``) and of torchvision's uint8 resize, and the CPU kernel equals the reference bit
 for bit. uint16 and float32 images are resampled in float32 (the reference in float64): uint16
-results are rounded half to even and saturated, as torchvision's; float32 results are not
+results are rounded half to even (as torchvision) and saturated to [0, 65535] (torchvision's
+bicubic wraps around instead, so it differs where bicubic overshoots); float32 results are not
 clamped (bicubic can overshoot). Non-finite float values are not supported.""",
     inputs=[image_spec()],
     outputs=[image_spec(dtypes=None, shape="H2 W2 C")],
@@ -169,7 +170,8 @@ clamped (bicubic can overshoot). Non-finite float values are not supported.""",
     reference=_resize_ref,
     infer=_resize_infer,
     check=_resize_check,
-    tolerance={"uint8": 0, "uint16": 1, "float32": 1e-4},
+    # float32 sums round in another order than the float64 reference: error grows with the range
+    tolerance={"uint8": 0, "uint16": 1, "float32": (1e-5, 2e-6)},
     example_params=_resize_examples,
     example_inputs=lambda rng, dtype: (random_image(rng, dtype),),
 )

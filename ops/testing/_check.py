@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import OpError
 from .._op import Kernel, Op
 from .._spec import BYTES, TensorSpec
 
@@ -138,7 +139,7 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
         inputs_untouched()
         got = (got,) if n == 1 else tuple(got)
         for spec, g, e in zip(op.outputs, got, expected):
-            assert_close(g, e, op.tolerance_for(np.asarray(e).dtype), f"{where}: output {spec.name!r}")
+            assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r}")
         return
     for which in (0, 1):  # two poisons: an element the kernel never writes differs in one run
         metas = op.infer(*inputs, **params, **drawn)
@@ -146,7 +147,7 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
         kernel.fn(*inputs, out=outs[0] if n == 1 else outs, **params, **drawn)
         inputs_untouched()
         for spec, g, e in zip(op.outputs, outs, expected):
-            assert_close(g, e, op.tolerance_for(np.asarray(e).dtype), f"{where}: output {spec.name!r} (poison {which})")
+            assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r} (poison {which})")
 
 
 def _check_batched_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[str, Any], expected: tuple[Any, ...], where: str) -> None:
@@ -168,7 +169,7 @@ def _check_batched_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], param
         )
         kernel.fn(*batch, out=outs[0] if len(outs) == 1 else outs, **params)
         for spec, o, e1, e2 in zip(op.outputs, outs, expected, expected2):
-            tol = op.tolerance_for(np.asarray(e1).dtype)
+            tol = op.tolerance_for(np.asarray(e1).dtype, np.asarray(e1))
             assert_close(o[0], e1, tol, f"{where}: {form} batch item 0, output {spec.name!r}")
             assert_close(o[1], e2, tol, f"{where}: {form} batch item 1, output {spec.name!r}")
 
@@ -197,27 +198,48 @@ def _check_dispatch(op: Op, inputs: tuple[Any, ...], params: dict[str, Any], see
     single = op(*inputs, **call_kw)
     singles = single if isinstance(single, tuple) else (single,)
     arrays = all(isinstance(x, np.ndarray) and x.dtype != BYTES for x in inputs)
-    if arrays and all(x.dtype != np.uint16 for x in inputs):
+    if arrays:
         got = op(*(torch.from_numpy(x) for x in inputs), **call_kw)
         gots = got if isinstance(got, tuple) else (got,)
         for spec, g, s in zip(op.outputs, gots, singles):
             if not isinstance(g, torch.Tensor):
                 raise OpCheckError(f"{where}: torch input gave {type(g).__name__} for output {spec.name!r}, not a torch tensor")
             assert_close(g.numpy(), s, 0, f"{where}: torch call, output {spec.name!r}")
+        # a view with negative strides (what a flip or a crop of a bigger array gives)
+        views = tuple(x[::-1].copy()[::-1] if x.ndim else x for x in inputs)
+        got = op(*views, **call_kw)
+        for spec, g, s in zip(op.outputs, got if isinstance(got, tuple) else (got,), singles):
+            assert_close(g, s, 0, f"{where}: a non-contiguous view as input, output {spec.name!r}")
     if op.is_random:
         return  # per-sample draws differ within a batch; determinism is checked separately
-    ragged = op(*([x, x] for x in inputs), **call_kw)
+    second = _other_shape(op, inputs, call_kw)
+    ragged = op(*([x, y] for x, y in zip(inputs, second[0])), **call_kw)
     rags = ragged if isinstance(ragged, tuple) else (ragged,)
-    for spec, r, s in zip(op.outputs, rags, singles):
+    for spec, r, s, s2 in zip(op.outputs, rags, singles, second[1]):
         if not isinstance(r, list) or len(r) != 2:
             raise OpCheckError(f"{where}: a ragged batch of 2 gave {type(r).__name__} for {spec.name!r}, not a list of 2")
-        for item in r:
-            assert_close(item, s, 0, f"{where}: ragged batch, output {spec.name!r}")
+        assert_close(r[0], s, 0, f"{where}: ragged batch item 0, output {spec.name!r}")
+        assert_close(r[1], s2, 0, f"{where}: ragged batch item 1 (another shape), output {spec.name!r}")
     if arrays:
         dense = op(*(np.stack([x, x]) for x in inputs), **call_kw)
         dens = dense if isinstance(dense, tuple) else (dense,)
         for spec, d, s in zip(op.outputs, dens, singles):
             assert_close(d, np.stack([s, s]), 0, f"{where}: dense batch, output {spec.name!r}")
+
+
+def _other_shape(op: Op, inputs: tuple[Any, ...], call_kw: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A second sample of another shape (an image transposed to W H C) with its own result, for a
+    truly ragged batch; the same sample when the op's params do not fit the other shape."""
+    single = op(*inputs, **call_kw)
+    same = (inputs, single if isinstance(single, tuple) else (single,))
+    if len(inputs) != 1 or not isinstance(inputs[0], np.ndarray) or inputs[0].ndim != 3 or inputs[0].shape[0] == inputs[0].shape[1]:
+        return same
+    other = (np.ascontiguousarray(inputs[0].transpose(1, 0, 2)),)
+    try:
+        result = op(*other, **call_kw)
+    except OpError:
+        return same
+    return other, result if isinstance(result, tuple) else (result,)
 
 
 def _check_random(op: Op, inputs: tuple[Any, ...], params: dict[str, Any], seed: int, where: str) -> None:

@@ -65,7 +65,7 @@ def test_signature_params_and_docs_are_introspectable() -> None:
     op = _affine_op()
     assert op.signature == "test.affine(x: float32|uint8[N], *, a=1.0, b=0) -> y: float32[N], total: float32[1]"
     text = op.describe()
-    assert "a: a number >= 0; default 1.0. gain" in text
+    assert "a: a finite number >= 0; default 1.0. gain" in text
     assert "b: an integer in [-3, 3]; default 0. offset" in text
     assert "Kernels: cpu" in text
     assert op.__doc__ == text
@@ -75,7 +75,7 @@ def test_params_are_validated_when_bound() -> None:
     op = _affine_op()
     with pytest.raises(ParamError, match=r"test.affine: parameter 'b': expected an integer in \[-3, 3\], got 9"):
         op.bind(b=9)
-    with pytest.raises(ParamError, match="parameter 'a': expected a number >= 0, got 'big'"):
+    with pytest.raises(ParamError, match="parameter 'a': expected a finite number >= 0, got 'big'"):
         op.bind(a="big")
     with pytest.raises(ParamError, match="unknown parameter 'gain'; parameters are: a, b"):
         op.bind(gain=2.0)
@@ -93,6 +93,24 @@ def test_required_param_is_reported() -> None:
             params=[Param("k", Int())], reference=lambda x, k: x, register=False)
     with pytest.raises(ParamError, match=r"test.req: parameter 'k' is required \(an integer\)"):
         op.bind()
+
+
+def test_float_params_reject_non_finite_values_and_ints_stay_in_64_bits() -> None:
+    op = _affine_op()
+    for bad in (float("inf"), float("nan"), -float("inf")):
+        with pytest.raises(ParamError, match="parameter 'a': expected a finite number >= 0"):
+            op.bind(a=bad)
+    with pytest.raises(ParamError, match="image.crop: parameter 'top': expected an integer"):
+        image.crop(_img(), top=2**70, left=0, height=1, width=1)
+
+
+def test_dense_batch_with_per_sample_shapes_that_differ_gives_a_list_of_the_callers_type() -> None:
+    op = Op("test.positive", doc="the positive elements", inputs=[TensorSpec("x", (np.float32,), "N")],
+            outputs=[TensorSpec("x", (np.float32,), "M")], reference=lambda x: x[x > 0].copy(), register=False)
+    out = op(torch.tensor([[1.0, -1.0, 2.0], [3.0, 4.0, 5.5]]))
+    assert isinstance(out, list)
+    assert all(isinstance(o, torch.Tensor) for o in out)
+    assert [o.tolist() for o in out] == [[1.0, 2.0], [3.0, 4.0, 5.5]]
 
 
 def test_multi_output_returns_named_outputs() -> None:
@@ -150,8 +168,16 @@ def test_input_errors_name_the_input_and_what_was_expected() -> None:
         image.flip(np.ones((0, 4, 3), np.uint8))
     with pytest.raises(InputError, match=r"takes 1 input\(s\) \(image\), got 2"):
         image.flip(_img(), _img())
-    with pytest.raises(TypeError, match="expected a NumPy array, a torch tensor"):
+    with pytest.raises(InputError, match="image.flip: input 'image': expected a NumPy array, a torch tensor"):
         image.flip("not an image")
+    with pytest.raises(InputError, match=r"image.flip: input 'image' \(batch item 1\): expected a NumPy array"):
+        image.flip([_img(), None])
+    with pytest.raises(InputError, match="image.flip: input 'image' is an empty batch"):
+        image.flip(np.ones((0, 4, 4, 3), np.uint8))
+    with pytest.raises(InputError, match="image.flip: input 'image' is an empty batch"):
+        image.flip([])
+    with pytest.raises(InputError, match="image.flip: input 'image': bfloat16 tensors have no NumPy view"):
+        image.flip(torch.ones(2, 2, 3, dtype=torch.bfloat16))
 
 
 def test_cuda_inputs_without_cuda_kernel_are_a_clear_error() -> None:
@@ -190,6 +216,8 @@ def test_random_op_needs_rng_in_train_mode_and_uses_serve_behaviour() -> None:
         image.flip.bind().apply(x, drawn={})
     batch = op(np.stack([x, x, x]), rng=5)  # one draw per sample, in order
     assert len({float(r[0] - x[0]) for r in batch}) == 3
+    with pytest.raises(OpError, match="test.jitter: rng= seed must be a non-negative integer, got -1"):
+        op(x, rng=-1)
     with pytest.raises(OpError, match="mode must be 'train' or 'serve'"):
         op(x, rng=1, mode="eval")
     with pytest.raises(OpError, match="declares both draw= and serve="):

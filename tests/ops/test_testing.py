@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -162,3 +163,23 @@ def test_batched_kernels_are_checked_on_ragged_and_dense_batches() -> None:
             out[i][...] = np.asarray(img, np.float32) * 2
 
     assert check_op(op, cases=2).cases["cpu-batched/uint8"] == 2
+
+
+def test_a_kernel_that_assumes_contiguous_input_is_caught() -> None:
+    def wrong_on_views(image: np.ndarray, *, out: np.ndarray) -> None:
+        src = image if image.flags.c_contiguous else image[::-1]  # "fixes" the strides, wrongly
+        out[...] = src.astype(np.float32) * 2
+
+    with pytest.raises(OpCheckError, match="non-contiguous view"):
+        check_op(_double_op(wrong_on_views), cases=3)
+
+
+def test_ragged_batches_mix_shapes() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def recording(image: np.ndarray, *, out: np.ndarray) -> None:
+        seen.append(image.shape)
+        _good(image, out=out)
+
+    check_op(_double_op(recording), cases=4)
+    assert any(a[:2] == b[1::-1] and a != b for a, b in itertools.pairwise(seen)), "no ragged batch of two shapes was run"

@@ -194,7 +194,7 @@ def test_random_flip_p0_p1_vertical_and_serve() -> None:
     np.testing.assert_array_equal(random_flip(batch, p=1.0, rng=seed), batch[:, :, ::-1])
     np.testing.assert_array_equal(random_flip(batch, p=1.0, axis="vertical", rng=seed), batch[:, ::-1])
     np.testing.assert_array_equal(random_flip(image, p=1.0, mode="serve"), image)
-    with pytest.raises(ParamError, match=r"image.random_flip: parameter 'p': expected a number in \[0.0, 1.0\]"):
+    with pytest.raises(ParamError, match=r"image.random_flip: parameter 'p': expected a finite number in \[0.0, 1.0\]"):
         random_flip(image, p=1.5, rng=0)
     with pytest.raises(ParamError, match=r"image.random_flip: parameter 'axis': expected one of 'horizontal', 'vertical'"):
         random_flip(image, axis="both", rng=0)
@@ -252,6 +252,8 @@ def test_composed_jitter_matches_torchvision_color_jitter(dtype: type) -> None:
     tv = v2.ColorJitter(**params)
     for k in range(12):
         image = random_image(rng, dtype, channels=(3,), max_side=40)
+        if image.dtype.kind == "f":
+            image = np.clip(image, 0, 1)  # the documented domain of float images
         drawn = color_jitter.draw(np.random.default_rng(seed + k), image, **params)  # type: ignore[misc]
         got = color_jitter(image, **params, rng=seed + k)
         tv_params = {"fn_idx": torch.tensor(drawn.pop("order")), **drawn}
@@ -275,7 +277,7 @@ def test_jitter_draws_follow_torchvision_ranges() -> None:
     assert len(orders) == 24
     assert b.min() >= 0.7 and b.max() <= 1.3 and c.min() >= 0.0 and c.max() <= 2.5 and abs(h).max() <= 0.1
     assert b.min() < 0.72 and b.max() > 1.28 and h.min() < -0.09 and h.max() > 0.09, f"seed={seed}"
-    assert (c == 0).sum() == 0 and abs(c.mean() - 1.25) < 0.05, f"seed={seed}"  # uniform in [0, 2.5]
+    assert (c == 0).sum() == 0 and abs(c.mean() - 1.25) < 0.09, f"seed={seed}"  # uniform in [0, 2.5]: 5.6σ of the mean of 2000
 
 
 def test_jitter_on_gray_and_serve_and_errors() -> None:
@@ -289,9 +291,9 @@ def test_jitter_on_gray_and_serve_and_errors() -> None:
     for kw in ({"rng": 0}, {"mode": "serve"}):
         with pytest.raises(InputError, match=r"image.color_jitter: input 'image' must be RGB or gray \(shape \[H W 3\] or \[H W 1\]\), got shape \[3, 3, 4\]"):
             color_jitter(rgba, brightness=0.5, **kw)
-    with pytest.raises(ParamError, match=r"image.color_jitter: parameter 'hue': expected a number in \[0.0, 0.5\]"):
+    with pytest.raises(ParamError, match=r"image.color_jitter: parameter 'hue': expected a finite number in \[0.0, 0.5\]"):
         color_jitter(gray, hue=0.6, rng=0)
-    with pytest.raises(ParamError, match=r"image.color_jitter: parameter 'brightness': expected a number >= 0.0"):
+    with pytest.raises(ParamError, match=r"image.color_jitter: parameter 'brightness': expected a finite number >= 0.0"):
         color_jitter(gray, brightness=-0.1, rng=0)
 
 

@@ -236,6 +236,16 @@ def test_truncated_raises() -> None:
             assert "truncated" in msg or "unsupported" in msg, (name, cut, msg)
 
 
+@pytest.mark.parametrize("name", PHOTOS[:3])
+def test_scan_data_cut_short_but_ending_in_eoi_raises(name: str) -> None:
+    # libjpeg only warns here ("premature end of data segment") and fills the rest with grey;
+    # the file still ends with the end-of-image marker, so the marker walk alone cannot see it
+    data = asset_path(name).read_bytes()
+    for keep in (len(data) // 3, len(data) // 2, (4 * len(data)) // 5):
+        with pytest.raises(DecodeError, match=r"image.decode: corrupt JPEG data .*premature end of data segment"):
+            decode(data[:keep] + b"\xff\xd9")
+
+
 def test_random_corruption_raises_or_gives_a_whole_image() -> None:
     rng = _rng()
     errors = []
