@@ -1,3 +1,54 @@
-"""Pipelines: the YAML format, validation with source locations, the graph and the compiled plan."""
+"""Pipelines: the YAML format, validation with source locations, the graph, the compiled plan,
+the executor, and the training-side transforms.
 
-__all__: list[str] = []
+    from twinpipe.dag import load_pipeline
+    pipe = load_pipeline("imagenet_preprocess")     # a shipped name, or a path to a .yaml file
+    pixels = pipe(image=jpeg_bytes)["pixels"]       # serve mode
+"""
+
+from ._executor import Executor, PipelineInputError, RunStats, StepError
+from ._load import load_spec
+from ._pipeline import DEFAULT_SEARCH_PATHS, Pipeline, find_pipeline, load_pipeline
+from ._plan import Plan, PlanError, compile_plan
+from ._render import to_dot, to_mermaid, to_png
+from ._resolved import ModelInfo, ResolvedStep, TensorType, ValidPipeline
+from ._schema import json_schema
+from ._spec import Diagnostic, Location, PipelineError, PipelineSpec, StepSpec, TensorDecl, TensorRef
+from ._transform import BatchTransform, PipelineDataset, Transform, sample_seed
+from ._validate import check, validate
+
+__all__ = [
+    "DEFAULT_SEARCH_PATHS",
+    "BatchTransform",
+    "Diagnostic",
+    "Executor",
+    "Location",
+    "ModelInfo",
+    "Pipeline",
+    "PipelineDataset",
+    "PipelineError",
+    "PipelineInputError",
+    "PipelineSpec",
+    "Plan",
+    "PlanError",
+    "ResolvedStep",
+    "RunStats",
+    "StepError",
+    "StepSpec",
+    "TensorDecl",
+    "TensorRef",
+    "TensorType",
+    "Transform",
+    "ValidPipeline",
+    "check",
+    "compile_plan",
+    "find_pipeline",
+    "json_schema",
+    "load_pipeline",
+    "load_spec",
+    "sample_seed",
+    "to_dot",
+    "to_mermaid",
+    "to_png",
+    "validate",
+]

@@ -1,31 +1,123 @@
 """The ``twinpipe`` command line.
 
-    twinpipe demo [IMAGE] [--out DIR]   run the shipped image ops over a real photo, print what they made
-    twinpipe ops [NAME]                 list the registered ops, or describe one
+    twinpipe validate FILE...                         check pipeline files; print every error with file:line
+    twinpipe run PIPELINE --input NAME=@FILE|VALUE    run a pipeline (a shipped name or a .yaml path)
+    twinpipe graph PIPELINE [--format mermaid|dot|png] [--out FILE]
+    twinpipe ops [NAME] [--json]                      list the ops, or describe one
+    twinpipe schema                                   the JSON Schema of pipeline files, for editors
+    twinpipe demo [IMAGE] [--out DIR]                 the image ops over a real photo
+
+A user error prints a message and exits with status 1 (2 for a malformed command line); it
+never prints a Python traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+import twinpipe  # noqa: F401  (registers the shipped pipelines' folder)
+from twinpipe.dag import PipelineError, StepError, check, json_schema, load_pipeline, to_dot, to_mermaid, to_png
+from twinpipe.dag._pipeline import DEFAULT_SEARCH_PATHS, find_pipeline
+from twinpipe.ops import OpError, get_op, list_ops
+
+from ._run_io import OUTPUT_FORMATS, UserError, parse_inputs, write_outputs
 
 __all__ = ["main"]
 
 
-def _cmd_ops(args: argparse.Namespace) -> int:
-    from twinpipe.ops import OpError, get_op, list_ops
-
-    if args.name:
+def _cmd_validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
         try:
-            print(get_op(args.name).describe())
-        except OpError as e:
-            print(f"twinpipe ops: {e}", file=sys.stderr)
-            return 2
+            valid = check(path, search_paths=DEFAULT_SEARCH_PATHS)
+        except PipelineError as e:
+            failed += 1
+            print(e, file=sys.stderr)
+            continue
+        except OSError as e:
+            failed += 1
+            print(f"{path}: cannot read: {e.strerror or e}", file=sys.stderr)
+            continue
+        print(f"{path}: ok — pipeline {valid.spec.name!r}, {len(valid.steps)} steps")
+    return 1 if failed else 0
+
+
+def _load(name: str) -> Any:
+    try:
+        return load_pipeline(name)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    pipe = _load(args.pipeline)
+    inputs = parse_inputs(args.input or [], pipe)
+    try:
+        outputs = pipe.run(inputs, mode=args.mode, rng=args.seed)
+    except StepError as e:
+        raise UserError(str(e)) from None
+    write_outputs(outputs, args.output, args.out)
+    return 0
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    try:
+        valid = check(find_pipeline(args.pipeline), search_paths=DEFAULT_SEARCH_PATHS)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    if args.format == "png":
+        if not args.out:
+            raise UserError("--format png writes a file: give --out FILE.png")
+        with open(args.out, "wb") as f:
+            f.write(to_png(valid))
+        print(f"wrote {args.out}")
+        return 0
+    text = to_mermaid(valid) if args.format == "mermaid" else to_dot(valid)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _op_json(name: str) -> dict[str, Any]:
+    op = get_op(name)
+    return {
+        "name": op.name,
+        "signature": op.signature,
+        "doc": op.doc,
+        "inputs": [{"name": s.name, "dtypes": [str(d) for d in s.dtypes or ()], "shape": list(s.shape)} for s in op.inputs],
+        "outputs": [{"name": s.name, "dtypes": [str(d) for d in s.dtypes or ()], "shape": list(s.shape)} for s in op.outputs],
+        "params": [
+            {"name": p.name, "schema": p.kind.json_schema(), "required": p.required, "default": None if p.required else p.default, "doc": p.doc}
+            for p in op.params
+        ],
+        "random": op.is_random,
+        "kernels": sorted({k.device for k in op.kernels.values()}),
+    }
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    if args.name:
+        print(json.dumps(_op_json(args.name), indent=2, default=str) if args.json else get_op(args.name).describe())
+        return 0
+    if args.json:
+        print(json.dumps([_op_json(n) for n in list_ops()], indent=2, default=str))
         return 0
     for name in list_ops():
         first = get_op(name).doc.split("\n\n")[0].replace("\n", " ")
         print(f"{name:32s} {first[:90]}")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
     return 0
 
 
@@ -37,21 +129,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinpipe", description="One pre/post-processing pipeline for training and serving.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the shipped image ops over a real sample photo")
-    demo.add_argument("image", nargs="?", help="an image file (default: the shipped coffee.jpg)")
-    demo.add_argument("--out", help="folder to write the produced images to, as PNG")
-    demo.set_defaults(fn=_cmd_demo)
-    ops = sub.add_parser("ops", help="list the registered ops, or describe one")
-    ops.add_argument("name", nargs="?", help="an op name, e.g. image.resize")
-    ops.set_defaults(fn=_cmd_ops)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check pipeline files; every error with file, line and step")
+    p.add_argument("files", nargs="+", metavar="FILE", help="pipeline .yaml files")
+    p.set_defaults(fn=_cmd_validate)
+
+    p = sub.add_parser("run", help="run a pipeline on inputs given on the command line")
+    p.add_argument("pipeline", help="a shipped pipeline's name or a .yaml path")
+    p.add_argument("--input", "-i", action="append", metavar="NAME=@FILE|VALUE",
+                   help="an input: @FILE reads a file (bytes for BYTES inputs, .npy arrays), else a JSON value; repeat a name for a batch")
+    p.add_argument("--mode", choices=["serve", "train"], default="serve", help="serve (default) or train (augmentations on)")
+    p.add_argument("--seed", type=int, default=None, help="seed for train-mode randomness")
+    p.add_argument("--output", choices=OUTPUT_FORMATS, default="json", help="json (stdout, default) or npz (needs --out)")
+    p.add_argument("--out", help="write the outputs to this file")
+    p.set_defaults(fn=_cmd_run)
+
+    p = sub.add_parser("graph", help="a picture of a pipeline's DAG with ops and tensor types")
+    p.add_argument("pipeline", help="a shipped pipeline's name or a .yaml path")
+    p.add_argument("--format", choices=["mermaid", "dot", "png"], default="mermaid")
+    p.add_argument("--out", help="write to this file (required for png)")
+    p.set_defaults(fn=_cmd_graph)
+
+    p = sub.add_parser("ops", help="list the registered ops, or describe one")
+    p.add_argument("name", nargs="?", help="an op name, e.g. image.resize")
+    p.add_argument("--json", action="store_true", help="machine-readable: signatures, params with JSON Schemas, kernels")
+    p.set_defaults(fn=_cmd_ops)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of pipeline files (for editors)")
+    p.set_defaults(fn=_cmd_schema)
+
+    p = sub.add_parser("demo", help="run the shipped image ops over a real sample photo")
+    p.add_argument("image", nargs="?", help="an image file (default: the shipped coffee.jpg)")
+    p.add_argument("--out", help="folder to write the produced images to, as PNG")
+    p.set_defaults(fn=_cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``twinpipe`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    return int(args.fn(args))
+    try:
+        return int(args.fn(args))
+    except PipelineError as e:
+        print(e, file=sys.stderr)
+    except (UserError, OpError) as e:
+        print(f"twinpipe {args.command}: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"twinpipe {args.command}: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""``twinpipe run``'s inputs from the command line and outputs to JSON or NPZ."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["OUTPUT_FORMATS", "UserError", "parse_inputs", "write_outputs"]
+
+OUTPUT_FORMATS = ("json", "npz")
+
+
+class UserError(ValueError):
+    """Something the user can fix; the CLI prints it without a traceback."""
+
+
+def _value(name: str, text: str, dtype: np.dtype | None) -> Any:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise UserError(f"--input {name}: no such file {str(path)!r}")
+        if dtype is not None and dtype == np.dtype(object):
+            return path.read_bytes()
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        raise UserError(f"--input {name}: {path.name} is not a .npy array, and {name!r} is not a BYTES input")
+    if dtype is not None and dtype == np.dtype(object):
+        return text.encode()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise UserError(f"--input {name}: {text!r} is neither @FILE nor a JSON value") from None
+    return np.asarray(value, dtype=dtype)
+
+
+def parse_inputs(items: list[str], pipeline: Any) -> dict[str, Any]:
+    """``NAME=@FILE`` / ``NAME=VALUE`` arguments as pipeline inputs; a repeated name is a batch."""
+    declared = pipeline.inputs
+    values: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise UserError(f"--input {item!r}: expected NAME=@FILE or NAME=VALUE")
+        if name not in declared:
+            raise UserError(f"--input {name}: the pipeline has no input {name!r}; its inputs are {', '.join(declared)}")
+        values.setdefault(name, []).append(_value(name, text, declared[name].dtype))
+    missing = [n for n in declared if n not in values]
+    if missing:
+        raise UserError(f"missing --input for {', '.join(missing)} (the pipeline's inputs are {', '.join(declared)})")
+    return {n: v[0] if len(v) == 1 else v for n, v in values.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    a = np.asarray(value)
+    if a.dtype == np.dtype(object):
+        return {"datatype": "BYTES", "data": [base64.b64encode(bytes(b)).decode() for b in a.ravel()], "encoding": "base64"}
+    return {"shape": list(a.shape), "dtype": a.dtype.name, "data": a.tolist()}
+
+
+def write_outputs(outputs: dict[str, Any], fmt: str, out: str | None) -> None:
+    """JSON to stdout (or ``out``), or an ``.npz`` file (``out`` required)."""
+    if fmt == "npz":
+        if not out:
+            raise UserError("--output npz writes a file: give --out FILE.npz")
+        arrays = {k: np.asarray(v) if not isinstance(v, list) else np.asarray(v, dtype=object) for k, v in outputs.items()}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        Path(out).write_bytes(buf.getvalue())
+        print(f"wrote {out}: {', '.join(f'{k} {list(a.shape)} {a.dtype}' for k, a in arrays.items())}")
+        return
+    text = json.dumps({k: _jsonable(v) for k, v in outputs.items()})
+    if out:
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")
