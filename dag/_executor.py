@@ -338,6 +338,8 @@ class Executor:
                         cond.notify_all()
                 for _ in range(spawn):
                     pool.submit(work, None)
+                if state["error"] is not None:  # another branch failed: start nothing new
+                    return
                 i = nxt
 
         roots = [s.index for s in steps if not s.deps]
@@ -467,4 +469,4 @@ def _nested_fn(st: PlanStep) -> StepFn:
     def run(*, rng: Any = None, mode: Mode = "serve", **inputs: Any) -> dict[str, Any]:
         return inner.run(inputs, rng=rng, mode=mode)
 
-    return run
+    return run  # (validation reserves the input names rng and mode for nested pipelines)

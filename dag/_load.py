@@ -62,8 +62,15 @@ def load_spec(path: str | os.PathLike[str], text: str | None = None) -> Pipeline
     """
     file = os.fspath(path)
     if text is None:
-        with open(file, encoding="utf-8") as f:
-            text = f.read()
+        with open(file, "rb") as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+            where = Location(file, line, column)
+            raise PipelineError([Diagnostic(where, f"the file is not UTF-8 text (byte 0x{raw[e.start]:02x})")]) from None
     return _Reader(file, text).read()
 
 

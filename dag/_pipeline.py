@@ -71,7 +71,9 @@ def load_pipeline(
     """
     paths = tuple(str(p) for p in search_paths)
     path = find_pipeline(str(path_or_name), paths)
-    source = _FileSource(str(path), dict(models) if models is not None else None, paths)
+    # the folders as they are now: a spawned DataLoader worker must search the same ones
+    folders = (*paths, *(str(p) for p in DEFAULT_SEARCH_PATHS if str(p) not in paths))
+    source = _FileSource(str(path), dict(models) if models is not None else None, folders)
     return Pipeline(source.load(), source=source)
 
 
@@ -84,8 +86,7 @@ class _FileSource:
     search_paths: tuple[str, ...]
 
     def load(self) -> ValidPipeline:
-        folders = (*self.search_paths, *(str(p) for p in DEFAULT_SEARCH_PATHS))
-        return validate(load_spec(self.path), models=self.models, search_paths=folders)
+        return validate(load_spec(self.path), models=self.models, search_paths=self.search_paths)
 
 
 @dataclass(frozen=True)

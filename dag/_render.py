@@ -45,7 +45,8 @@ def _edges(valid: ValidPipeline) -> list[tuple[str, str, str]]:
 
 
 def _id(node: str) -> str:
-    return "n_" + "".join(c if c.isalnum() else "_" for c in node)
+    # readable, and collision-free: "my-step" and "my_step" differ by the escaped character
+    return "n_" + "".join(c if c.isalnum() else f"_{ord(c):x}_" for c in node)
 
 
 def to_mermaid(valid: ValidPipeline) -> str:

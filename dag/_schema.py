@@ -106,7 +106,7 @@ def json_schema() -> dict[str, Any]:
             "name": {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"},
             "description": {"type": "string"},
             "inputs": _named(_decl()),
-            "outputs": _named(_decl({"from": _ref("tensor_ref"), "default": _ref("input_ref")}, ("datatype", "shape", "from")), 1),
+            "outputs": _named(_decl({"from": _ref("input_ref"), "default": _ref("input_ref")}, ("datatype", "shape", "from")), 1),
             "batching": {
                 "type": "object",
                 "properties": dict(zip(BATCHING_KEYS, [

@@ -225,6 +225,9 @@ class _Validator:
             self.error(where, f"cannot read pipeline {step.target!r}: {e.strerror or e}", step.name)
             return
         what = f"pipeline {step.target!r}"
+        for name in ("rng", "mode"):
+            if any(d.name == name for d in nested.spec.inputs):
+                self.error(where, f"{what} has an input named {name!r}, a name reserved for nested pipelines; rename it", step.name)
         self.check_args(step, [d.name for d in nested.spec.inputs], what)
         sig = StepSignature(what, inputs=nested.spec.inputs, outputs=nested.spec.outputs)
         self.done(step, sig, None, [d.name for d in nested.spec.outputs], nested=nested)
@@ -370,11 +373,18 @@ def _import_target(target: str, folder: Path) -> Callable[..., Any] | str:
             if not path.is_file():
                 return f"python: no file {module_name!r} next to this pipeline"
             unique = f"twinpipe_bls_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
-            spec = importlib.util.spec_from_file_location(unique, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[unique] = module
-            spec.loader.exec_module(module)
+            if unique in sys.modules:  # one module per file: steps naming it share its state
+                module = sys.modules[unique]
+            else:
+                spec = importlib.util.spec_from_file_location(unique, path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[unique] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[unique]
+                    raise
         else:
             module = importlib.import_module(module_name)
     except Exception as e:  # the user's module failing to import is what we report

@@ -28,7 +28,10 @@ def _value(name: str, text: str, dtype: np.dtype | None) -> Any:
         if dtype is not None and dtype == np.dtype(object):
             return path.read_bytes()
         if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            try:
+                return np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as e:
+                raise UserError(f"--input {name}: {path.name} is not a readable .npy array ({e})") from None
         raise UserError(f"--input {name}: {path.name} is not a .npy array, and {name!r} is not a BYTES input")
     if dtype is not None and dtype == np.dtype(object):
         return text.encode()
@@ -36,7 +39,13 @@ def _value(name: str, text: str, dtype: np.dtype | None) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError:
         raise UserError(f"--input {name}: {text!r} is neither @FILE nor a JSON value") from None
-    return np.asarray(value, dtype=dtype)
+    try:
+        array = np.asarray(value, dtype=dtype)
+    except (OverflowError, TypeError, ValueError) as e:
+        raise UserError(f"--input {name}: {text!r} is not a valid {dtype.name if dtype is not None else ''} value: {e}") from None
+    if dtype is not None and array.dtype.kind in "iu" and np.asarray(value).dtype.kind == "f":
+        raise UserError(f"--input {name}: {text!r} has fractions; the input is {dtype.name}")
+    return array
 
 
 def parse_inputs(items: list[str], pipeline: Any) -> dict[str, Any]:
@@ -70,7 +79,12 @@ def write_outputs(outputs: dict[str, Any], fmt: str, out: str | None) -> None:
     if fmt == "npz":
         if not out:
             raise UserError("--output npz writes a file: give --out FILE.npz")
-        arrays = {k: np.asarray(v) if not isinstance(v, list) else np.asarray(v, dtype=object) for k, v in outputs.items()}
+        arrays: dict[str, np.ndarray] = {}
+        for k, v in outputs.items():  # a ragged batch becomes one array per sample: k_0, k_1, …
+            for key, a in ([(f"{k}_{i}", x) for i, x in enumerate(v)] if isinstance(v, list) else [(k, v)]):
+                a = np.asarray(a)
+                # BYTES as fixed-width bytes: np.load reads them without pickle
+                arrays[key] = a.astype(np.bytes_) if a.dtype == np.dtype(object) else a
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         Path(out).write_bytes(buf.getvalue())

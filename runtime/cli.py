@@ -20,7 +20,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import twinpipe  # noqa: F401  (registers the shipped pipelines' folder)
-from twinpipe.dag import PipelineError, StepError, check, json_schema, load_pipeline, to_dot, to_mermaid, to_png
+from twinpipe.dag import (
+    PipelineError,
+    PipelineInputError,
+    PlanError,
+    StepError,
+    check,
+    json_schema,
+    load_pipeline,
+    to_dot,
+    to_mermaid,
+    to_png,
+)
 from twinpipe.dag._pipeline import DEFAULT_SEARCH_PATHS, find_pipeline
 from twinpipe.ops import OpError, get_op, list_ops
 
@@ -54,11 +65,13 @@ def _load(name: str) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.output == "npz" and not args.out:
+        raise UserError("--output npz writes a file: give --out FILE.npz")
     pipe = _load(args.pipeline)
     inputs = parse_inputs(args.input or [], pipe)
     try:
         outputs = pipe.run(inputs, mode=args.mode, rng=args.seed)
-    except StepError as e:
+    except (StepError, PlanError, PipelineInputError) as e:
         raise UserError(str(e)) from None
     write_outputs(outputs, args.output, args.out)
     return 0

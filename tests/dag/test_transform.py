@@ -82,8 +82,20 @@ def test_the_parity_holds_in_spawned_workers(tmp_path: Path) -> None:
     pipe = _load(tmp_path, AUGMENT)
     photos = _photos()
     got = _loader_tensors(pipe.dataset(photos, mode="serve"), workers=2, context="spawn")
+    assert len(got) == len(photos) == 3
     for tensor, data in zip(got, photos):
         assert torch.equal(tensor, _served(pipe, data))
+
+
+def test_a_batch_of_bytes_through_the_executor_equals_the_samples_one_by_one(tmp_path: Path) -> None:
+    # serving batches requests: a list of encoded images must give what each gives alone
+    pipe = _load(tmp_path, FUSED)
+    photos = _photos()
+    batch = pipe.run({"image": photos}, mode="serve")
+    (name,) = batch
+    assert len(batch[name]) == len(photos)
+    for row, data in zip(batch[name], photos):
+        np.testing.assert_array_equal(np.asarray(row), np.asarray(pipe.run({"image": data}, mode="serve")[name]))
 
 
 def test_train_mode_is_reproducible_across_worker_counts_and_differs_across_epochs(tmp_path: Path) -> None:
@@ -91,9 +103,11 @@ def test_train_mode_is_reproducible_across_worker_counts_and_differs_across_epoc
     ds = pipe.dataset(_photos(), mode="train", seed=5)
     inline = _loader_tensors(ds, workers=0)
     two = _loader_tensors(ds, workers=2, context="fork")
+    assert len(inline) == len(two) == 3
     assert all(torch.equal(a, b) for a, b in zip(inline, two))
     ds.set_epoch(1)
     next_epoch = _loader_tensors(ds, workers=2)
+    assert len(next_epoch) == 3
     assert not any(torch.equal(a, b) for a, b in zip(inline, next_epoch))
     ds.set_epoch(0)
     assert all(torch.equal(a, b) for a, b in zip(inline, _loader_tensors(ds, workers=2)))

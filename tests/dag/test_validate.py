@@ -197,3 +197,38 @@ def test_validate_takes_a_spec_and_check_a_path() -> None:
     assert pipe.spec is spec
     assert [s.name for s in pipe.steps] == ["decode", "box", "scaled", "chw"]
     assert check(VALID / "letterbox.yaml").spec == spec
+
+
+def test_a_nested_pipeline_may_not_have_inputs_named_rng_or_mode(tmp_path: Path) -> None:
+    (tmp_path / "inner.yaml").write_text(
+        "name: inner\ninputs:\n  mode: {datatype: UINT8, shape: [-1, -1, -1, 3]}\n"
+        "outputs:\n  out: {datatype: UINT8, shape: [-1, -1, -1, 3], from: f.image}\n"
+        "steps:\n  f: {op: image.flip, inputs: {image: mode}}\n"
+    )
+    outer = tmp_path / "outer.yaml"
+    outer.write_text(
+        "name: outer\ninputs:\n  img: {datatype: UINT8, shape: [-1, -1, -1, 3]}\n"
+        "outputs:\n  out: {datatype: UINT8, shape: [-1, -1, -1, 3], from: sub.out}\n"
+        "steps:\n  sub: {pipeline: inner.yaml, inputs: {mode: img}}\n"
+    )
+    with pytest.raises(PipelineError, match="has an input named 'mode', a name reserved for nested pipelines"):
+        validate(load_spec(outer))
+
+
+def test_python_steps_naming_one_file_share_its_module(tmp_path: Path) -> None:
+    (tmp_path / "steps.py").write_text(
+        "LOADS = []\nLOADS.append(1)\n\ndef first(inputs, ctx):\n    return {'n': len(LOADS)}\n\ndef second(inputs, ctx):\n    return {'n': len(LOADS)}\n"
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: p\ninputs:\n  x: {datatype: INT64, shape: [-1]}\n"
+        "outputs:\n  a: {datatype: INT64, shape: [-1], from: one.n}\n  b: {datatype: INT64, shape: [-1], from: two.n}\n"
+        "steps:\n"
+        "  one: {python: steps.py:first, inputs: {x: x}, outputs: {n: {datatype: INT64, shape: [-1]}}}\n"
+        "  two: {python: steps.py:second, inputs: {x: x}, outputs: {n: {datatype: INT64, shape: [-1]}}}\n"
+    )
+    valid = validate(load_spec(path))
+    one, two = valid.step("one").fn, valid.step("two").fn
+    assert one is not None and two is not None
+    assert one(x=1) == {"n": 1}
+    assert two(x=1) == {"n": 1}  # the module ran once, not once per step

@@ -139,7 +139,7 @@ def test_graph_draws_the_dag_in_three_formats(tmp_path: Path) -> None:
     assert '-->|"box.image uint8[640 640 3]"| n_scaled' in mermaid.stdout
     dot = _cli("graph", "detection_letterbox", "--format", "dot")
     assert dot.stdout.startswith('digraph "detection_letterbox"')
-    assert 'n_box -> n_output_scale [label="box.scale"' in dot.stdout
+    assert 'n_box -> n_output_3a_scale [label="box.scale"' in dot.stdout
     png = tmp_path / "g.png"
     result = _cli("graph", "detection_letterbox", "--format", "png", "--out", str(png))
     assert result.returncode == 0, result.stderr
@@ -182,3 +182,48 @@ def test_every_command_has_help() -> None:
         result = _cli(command, "--help")
         assert result.returncode == 0
         assert f"usage: twinpipe {command}" in result.stdout
+
+
+def test_more_user_errors_without_tracebacks(tmp_path: Path) -> None:
+    arr = tmp_path / "arr.yaml"
+    arr.write_text(
+        "name: arr\ninputs:\n  img: {datatype: UINT8, shape: [-1, -1, -1, 3]}\n"
+        "outputs:\n  out: {datatype: UINT8, shape: [-1, -1, -1, 3], from: f.image}\n"
+        "steps:\n  f: {op: image.flip, inputs: {image: img}}\n"
+    )
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: caf\xe9\n")
+    text_npy = tmp_path / "bad.npy"
+    text_npy.write_text("not an array")
+    cases = [
+        (("validate", str(latin)), "latin.yaml:1:10: the file is not UTF-8 text (byte 0xe9)"),
+        (("run", str(arr), "-i", "img=[-1]"), "--input img: '[-1]' is not a valid uint8 value"),
+        (("run", str(arr), "-i", "img=1e999"), "--input img: '1e999' is not a valid uint8 value"),
+        (("run", str(arr), "-i", "img=null"), "--input img: 'null' is not a valid uint8 value"),
+        (("run", str(arr), "-i", "img=[[[1.5, 2, 3]]]"), "has fractions; the input is uint8"),
+        (("run", str(arr), "-i", f"img=@{text_npy}"), "--input img: bad.npy is not a readable .npy array"),
+    ]
+    for args, message in cases:
+        result = _cli(*args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_npz_output_of_a_ragged_batch_is_one_array_per_sample(tmp_path: Path) -> None:
+    arr = tmp_path / "arr.yaml"
+    arr.write_text(
+        "name: arr\ninputs:\n  img: {datatype: UINT8, shape: [-1, -1, -1, 3]}\n"
+        "outputs:\n  out: {datatype: UINT8, shape: [-1, -1, -1, 3], from: f.image}\n"
+        "steps:\n  f: {op: image.flip, inputs: {image: img}}\n"
+    )
+    rng = np.random.default_rng()
+    a, b = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8), rng.integers(0, 256, (4, 7, 3), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    out = tmp_path / "o.npz"
+    result = _cli("run", str(arr), "-i", f"img=@{tmp_path / 'a.npy'}", "-i", f"img=@{tmp_path / 'b.npy'}", "--output", "npz", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    saved = np.load(out)  # no pickle needed
+    np.testing.assert_array_equal(saved["out_0"], a[:, ::-1])
+    np.testing.assert_array_equal(saved["out_1"], b[:, ::-1])
