@@ -4,7 +4,7 @@
 registered by its dotted name (``get_op("image.resize")``) for YAML pipelines.
 """
 
-from . import image
+from . import classify, image, segment, tabular
 from ._errors import DecodeError, InputError, OpError, ParamError
 from ._op import BoundOp, Kernel, Mode, Op, Outputs
 from ._params import REQUIRED, Bool, Choice, Float, FloatRange, Floats, Int, Optional, Param, ParamKind, Size
@@ -35,9 +35,12 @@ __all__ = [
     "ParamKind",
     "Size",
     "TensorSpec",
+    "classify",
     "get_num_threads",
     "get_op",
     "image",
     "list_ops",
+    "segment",
+    "tabular",
     "set_num_threads",
 ]

@@ -54,13 +54,13 @@ def to_host(x: Any) -> np.ndarray | bytes:
 
 
 def from_host(kind: ArrayKind) -> Callable[[Any], Any]:
-    """The function that turns a NumPy result back into the caller's array type."""
+    """The function that turns a NumPy result back into the caller's array type (BYTES stay NumPy)."""
     if kind == "torch":
         import torch
 
         def wrap(a: Any) -> Any:
-            if not isinstance(a, np.ndarray):
-                return a
+            if not isinstance(a, np.ndarray) or a.dtype == np.dtype(object):
+                return a  # BYTES (object arrays) have no torch type: they stay NumPy
             # torch views any positive strides; negative ones (a flipped view) need a copy
             return torch.from_numpy(a if all(s >= 0 for s in a.strides) else a.copy())
 

@@ -334,7 +334,7 @@ class BoundOp:
         """One call of a batched kernel for the whole batch, into dense or per-sample outputs."""
         op = self.op
         assert op.infer is not None
-        metas = [tuple(op.infer(*s, **self.params)) for s in samples]
+        metas = _metas(op, samples, [{}] * len(samples), self.params, batch == "dense")
         outs: tuple[Any, ...]
         if batch == "dense" and all(m == metas[0] for m in metas):
             outs = tuple(np.empty((len(samples), *shape), dtype) for shape, dtype in metas[0])
@@ -348,7 +348,7 @@ class BoundOp:
         op = self.op
         if op.infer is not None and not (op.is_random and mode == "serve"):
             drawn = [op.draw(gen, *s, **self.params) if op.draw else {} for s in samples]
-            metas = [tuple(op.infer(*s, **self.params, **d)) for s, d in zip(samples, drawn)]
+            metas = _metas(op, samples, drawn, self.params, not op.is_random)
             if all(m == metas[0] for m in metas):
                 outs = tuple(np.empty((len(samples), *shape), dtype) for shape, dtype in metas[0])
                 _per_sample(lambda i: self._kernel_call(samples[i], drawn[i], tuple(o[i] for o in outs)), range(len(samples)))
@@ -383,6 +383,16 @@ class BoundOp:
             out = tuple(np.empty(shape, dtype) for shape, dtype in op.infer(*sample, **self.params, **drawn))
         kernel.fn(*sample, out=out[0] if n == 1 else out, **self.params, **drawn)
         return out
+
+
+def _metas(op: Op, samples: list[tuple[Any, ...]], drawn: list[dict[str, Any]], params: dict[str, Any], shared: bool) -> list[tuple[ShapeDtype, ...]]:
+    """Output shapes and dtypes per sample; computed once when all samples share them (a dense
+    batch of a deterministic op: same input shape, same params)."""
+    assert op.infer is not None
+    if shared and samples and not any(drawn):
+        one = tuple(op.infer(*samples[0], **params))
+        return [one] * len(samples)
+    return [tuple(op.infer(*s, **params, **d)) for s, d in zip(samples, drawn)]
 
 
 def _input_kind(op: Op, spec: TensorSpec, x: Any) -> str:
@@ -450,10 +460,11 @@ def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]
     samples = [
         tuple(items[i] if items is not None else x for items, x in zip(per_input, inputs)) for i in range(count)
     ]
-    for i, s in enumerate(samples):
-        _check_sample(op, s, None if form == "single" else i)
     if form == "dense" and any(isinstance(x, list) for x in inputs):
         form = "ragged"
+    # the samples of a dense batch share dtype and shape: checking the first checks them all
+    for i, s in enumerate(samples[:1] if form == "dense" else samples):
+        _check_sample(op, s, None if form == "single" else i)
     return form, samples
 
 

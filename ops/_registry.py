@@ -44,5 +44,9 @@ def list_ops(prefix: str = "") -> list[str]:
     return sorted(n for n in _OPS if n.startswith(prefix))
 
 
+_FAMILIES = ("image", "classify", "segment", "tabular")
+
+
 def _load_builtins() -> None:
-    importlib.import_module(__package__ + ".image")
+    for family in _FAMILIES:
+        importlib.import_module(f"{__package__}.{family}")
