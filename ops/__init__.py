@@ -4,7 +4,7 @@
 registered by its dotted name (``get_op("image.resize")``) for YAML pipelines.
 """
 
-from . import classify, image, segment, tabular
+from . import classify, detect, image, segment, tabular, text
 from ._errors import DecodeError, InputError, OpError, ParamError
 from ._op import BoundOp, Kernel, Mode, Op, Outputs
 from ._params import REQUIRED, Bool, Choice, Float, FloatRange, Floats, Int, Optional, Param, ParamKind, Size
@@ -36,11 +36,13 @@ __all__ = [
     "Size",
     "TensorSpec",
     "classify",
+    "detect",
     "get_num_threads",
     "get_op",
     "image",
     "list_ops",
     "segment",
     "tabular",
+    "text",
     "set_num_threads",
 ]

@@ -134,6 +134,9 @@ class Op:
         for p in params:
             if p.name in ("rng", "mode") or p.name in {s.name for s in inputs}:
                 raise OpError(f"{name}: parameter name {p.name!r} is taken (by the call's rng=/mode= or an input)")
+        for s in outputs if len(outputs) > 1 else ():  # several outputs come back as an Outputs tuple
+            if s.name in ("count", "index", "names", "as_dict"):
+                raise OpError(f"{name}: output name {s.name!r} is taken (by the Outputs tuple's methods)")
         if (draw is None) != (serve is None):
             raise OpError(f"{name}: a random op declares both draw= and serve=")
         self.name = name
@@ -445,7 +448,8 @@ def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]
             items, kind = x, "ragged"
         elif spec.is_bytes:
             single = is_bytes_like(x) or (isinstance(x, np.ndarray) and (x.dtype != BYTES or x.ndim == 0))
-            items, kind = (None, "single") if single else (list(x), "ragged")
+            # a BYTES tensor ([N] object array) is a dense batch; a list of bytes a ragged one
+            items, kind = (None, "single") if single else (list(x), "dense" if isinstance(x, np.ndarray) else "ragged")
         elif isinstance(x, np.ndarray) and x.ndim == spec.rank + 1:
             items, kind = list(x), "dense"
         else:
@@ -463,7 +467,8 @@ def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]
     if form == "dense" and any(isinstance(x, list) for x in inputs):
         form = "ragged"
     # the samples of a dense batch share dtype and shape: checking the first checks them all
-    for i, s in enumerate(samples[:1] if form == "dense" else samples):
+    objects = any(s.is_bytes for s in op.inputs)  # object arrays can hold anything: check each
+    for i, s in enumerate(samples[:1] if form == "dense" and not objects else samples):
         _check_sample(op, s, None if form == "single" else i)
     return form, samples
 

@@ -44,7 +44,7 @@ def list_ops(prefix: str = "") -> list[str]:
     return sorted(n for n in _OPS if n.startswith(prefix))
 
 
-_FAMILIES = ("image", "classify", "segment", "tabular")
+_FAMILIES = ("image", "classify", "detect", "segment", "tabular", "text")
 
 
 def _load_builtins() -> None:
