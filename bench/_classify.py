@@ -10,15 +10,13 @@ call as a user makes it (dispatch and batch checks included), with the kernel al
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from _table import print_table
 
-from twinpipe.ops import set_num_threads
 from twinpipe.ops.classify import log_softmax, softmax, topk
 from twinpipe.ops.classify._kernels import softmax_rows, topk_rows
 from twinpipe.ops.segment import argmax
@@ -49,33 +47,12 @@ def rows() -> list[tuple[str, str, Callable[[], Any]]]:
     ]
 
 
-def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def main() -> None:
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
-    table = rows()
-    for n in args.threads:
-        torch.set_num_threads(n)
-        set_num_threads(n)
-        print(f"\n## {n} thread{'s' if n > 1 else ''} (median of {args.repeat}, ms; ratio = time / twinpipe's)\n")
-        print("| task | implementation | ms | ratio |\n|---|---|---:|---:|")
-        ours: dict[str, float] = {}
-        for task, name, fn in table:
-            ms = _median_ms(fn, args.repeat)
-            ours.setdefault(task, ms)
-            print(f"| {task} | {name} | {ms:.4f} | {ms / ours[task]:.2f} |")
+    print_table(rows(), args.repeat, "1 thread")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ Run alone: ``.venv/bin/python bench/_detect.py`` (one thread, median ms).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
+from _table import print_table
 from torchvision.ops import batched_nms, box_convert
 
 from twinpipe.ops import detect
@@ -91,23 +90,14 @@ def rows() -> list[tuple[str, str, Callable[[], Any]]]:
     return out
 
 
-def _median_ms(fn: Callable[[], Any], repeat: int = 50) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args()
+    print_table(rows(), args.repeat, "1 thread")
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    detect_rows = rows()
-    first: dict[str, float] = {}
-    print("| task | implementation | ms | ratio |\n|---|---|---:|---:|")
-    for task, name, fn in detect_rows:
-        ms = _median_ms(fn)
-        first.setdefault(task, ms)
-        print(f"| {task} | {name} | {ms:.3f} | {ms / first[task]:.2f} |")
+    main()

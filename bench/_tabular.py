@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _table import print_table
 
 from twinpipe.ops import tabular
 
@@ -89,27 +88,12 @@ def rows() -> list[tuple[str, str, Callable[[], Any]]]:
     return out
 
 
-def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    base: dict[str, float] = {}
-    print(f"{'task':38} {'implementation':28} {'ms':>9} {'× twinpipe':>11}")
-    for task, name, fn in rows():
-        ms = _median_ms(fn, args.repeat)
-        base.setdefault(task, ms)
-        print(f"{task:38} {name:28} {ms:9.2f} {ms / base[task]:10.2f}x")
+    print_table(rows(), args.repeat, "1 thread")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,11 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _table import print_table
 from tokenizers import BertWordPieceTokenizer
 
 from twinpipe.ops.text import detokenize, tokenize, tokenize_pair
@@ -101,28 +100,12 @@ def rows() -> list[tuple[str, str, Callable[[], Any]]]:
     ]
 
 
-def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def main() -> None:
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
-    print(f"\n## 1 thread (median of {args.repeat}, ms; ratio = time / twinpipe's)\n")
-    print("| task | implementation | ms | ratio |\n|---|---|---:|---:|")
-    ours: dict[str, float] = {}
-    for task, name, fn in rows():
-        ms = _median_ms(fn, args.repeat)
-        ours.setdefault(task, ms)
-        print(f"| {task} | {name} | {ms:.3f} | {ms / ours[task]:.2f} |")
+    print_table(rows(), args.repeat, "1 thread")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,26 @@
-"""CPU op benchmark: twinpipe vs torchvision v2 vs OpenCV, measured in one run.
+"""CPU op benchmark: twinpipe vs torchvision v2, OpenCV, torch, tokenizers, measured in one run.
 
-    .venv/bin/python bench/ops_cpu.py [--repeat N] [--threads 1 2]
+    .venv/bin/python bench/ops_cpu.py [--repeat N] [--threads 1 2] [--only image|families]
 
 Prints per-image median times (ms) and ratios, for each thread count, for: decoding a 1080p
 JPEG; resizing 1080p → shorter side 256; and the classifier chain (resize 256, center-crop 224,
 normalize, CHW float32) as twinpipe's fused op, as torchvision v2 on a uint8 tensor, as
 OpenCV + NumPy, and the floor: a bare ``cv2.resize`` to 256 (one pass over the pixels).
 The input is a real photograph (shipped with twinpipe) scaled to 1920×1080 and JPEG-encoded.
+Then the other families' rows (bench/_classify.py, _detect.py — NMS vs torchvision
+batched_nms —, _text.py — WordPiece vs tokenizers —, _tabular.py), one thread.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
+from _table import print_table
 from torchvision.io import decode_jpeg
 from torchvision.transforms import v2
 
@@ -28,17 +29,6 @@ from twinpipe.pipelines import asset_path
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
-
-
-def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def _photo_1080p() -> tuple[np.ndarray, bytes]:
@@ -94,21 +84,32 @@ def run(repeat: int, threads: list[int]) -> None:
         torch.set_num_threads(n)
         cv2.setNumThreads(n)
         set_num_threads(n)
-        print(f"\n## {n} thread{'s' if n > 1 else ''} (median of {repeat}, ms per image; ratio = time / twinpipe's)\n")
-        print("| task | implementation | ms | ratio |\n|---|---|---:|---:|")
-        ours: dict[str, float] = {}
-        for task, name, fn in rows:
-            ms = _median_ms(fn, repeat)
-            ours.setdefault(task, ms)
-            print(f"| {task} | {name} | {ms:.3f} | {ms / ours[task]:.2f} |")
+        print_table(rows, repeat, f"image ops, {n} thread{'s' if n > 1 else ''}")
+
+
+def run_families(repeat: int) -> None:
+    """Post-processing, text and tabular rows (each module's own peers), on one thread."""
+    import _classify
+    import _detect
+    import _tabular
+    import _text
+
+    torch.set_num_threads(1)
+    set_num_threads(1)
+    for module in (_classify, _detect, _text, _tabular):
+        print_table(module.rows(), repeat, f"{module.__name__[1:]} ops, 1 thread")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--only", choices=["image", "families"], help="run one part only")
     args = parser.parse_args()
-    run(args.repeat, args.threads)
+    if args.only != "families":
+        run(args.repeat, args.threads)
+    if args.only != "image":
+        run_families(max(10, args.repeat // 5))
 
 
 if __name__ == "__main__":
