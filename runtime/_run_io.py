@@ -70,7 +70,11 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     a = np.asarray(value)
     if a.dtype == np.dtype(object):
-        return {"datatype": "BYTES", "data": [base64.b64encode(bytes(b)).decode() for b in a.ravel()], "encoding": "base64"}
+        items = [bytes(b) for b in a.ravel()]
+        try:  # text when every element is UTF-8 (labels, detokenized text), else base64
+            return {"datatype": "BYTES", "shape": list(a.shape), "data": [b.decode("utf-8") for b in items]}
+        except UnicodeDecodeError:
+            return {"datatype": "BYTES", "shape": list(a.shape), "data": [base64.b64encode(b).decode() for b in items], "encoding": "base64"}
     return {"shape": list(a.shape), "dtype": a.dtype.name, "data": a.tolist()}
 
 

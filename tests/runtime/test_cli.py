@@ -227,3 +227,13 @@ def test_npz_output_of_a_ragged_batch_is_one_array_per_sample(tmp_path: Path) ->
     saved = np.load(out)  # no pickle needed
     np.testing.assert_array_equal(saved["out_0"], a[:, ::-1])
     np.testing.assert_array_equal(saved["out_1"], b[:, ::-1])
+
+
+def test_bytes_outputs_are_text_when_utf8_else_base64(tmp_path: Path) -> None:
+    from twinpipe.runtime._run_io import _jsonable
+
+    text = _jsonable(np.array([b"caf\xc3\xa9", b"dog"], dtype=object))
+    assert text == {"datatype": "BYTES", "shape": [2], "data": ["café", "dog"]}
+    raw = _jsonable(np.array([b"\xff\x00", b"ok"], dtype=object))
+    assert raw["encoding"] == "base64"
+    assert raw["data"] == ["/wA=", "b2s="]
