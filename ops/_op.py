@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -333,7 +333,7 @@ class BoundOp:
             )
         return kernel.fn(*inputs, **self.params)
 
-    def _run_batched(self, kernel: Kernel, host: list[Any], samples: list[tuple[Any, ...]], batch: str) -> list[Any]:
+    def _run_batched(self, kernel: Kernel, host: list[Any], samples: Sequence[tuple[Any, ...]], batch: str) -> list[Any]:
         """One call of a batched kernel for the whole batch, into dense or per-sample outputs."""
         op = self.op
         assert op.infer is not None
@@ -346,7 +346,7 @@ class BoundOp:
         kernel.fn(*host, out=outs[0] if len(outs) == 1 else outs, **self.params)
         return list(outs)
 
-    def _run_dense(self, samples: list[tuple[Any, ...]], gen: np.random.Generator | None, mode: Mode) -> list[Any]:
+    def _run_dense(self, samples: Sequence[tuple[Any, ...]], gen: np.random.Generator | None, mode: Mode) -> list[Any]:
         """Outputs for a dense batch: stacked arrays, written in place when shapes are known."""
         op = self.op
         if op.infer is not None and not (op.is_random and mode == "serve"):
@@ -388,7 +388,7 @@ class BoundOp:
         return out
 
 
-def _metas(op: Op, samples: list[tuple[Any, ...]], drawn: list[dict[str, Any]], params: dict[str, Any], shared: bool) -> list[tuple[ShapeDtype, ...]]:
+def _metas(op: Op, samples: Sequence[tuple[Any, ...]], drawn: list[dict[str, Any]], params: dict[str, Any], shared: bool) -> list[tuple[ShapeDtype, ...]]:
     """Output shapes and dtypes per sample; computed once when all samples share them (a dense
     batch of a deterministic op: same input shape, same params)."""
     assert op.infer is not None
@@ -437,13 +437,31 @@ def _host(op: Op, spec: TensorSpec, x: Any) -> Any:
         raise InputError(f"{op.name}: input {spec.name!r}: {e}") from None
 
 
-def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]:
+class _Samples(Sequence[tuple[Any, ...]]):
+    """The samples of a batch, one tuple of inputs each, made on demand (a dense batch of 64 rows
+    that a batched kernel takes whole never needs 64 views)."""
+
+    def __init__(self, per_input: list[Sequence[Any] | None], inputs: list[Any], count: int) -> None:
+        self.per_input, self.inputs, self.n = per_input, inputs, count
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return tuple(items[i] if items is not None else x for items, x in zip(self.per_input, self.inputs))
+
+
+def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, Sequence[tuple[Any, ...]]]:
     """Classify the inputs as one sample, a dense batch or a ragged batch, and split them."""
     form = "single"
     n = None
-    per_input: list[list[Any] | None] = []
+    per_input: list[Sequence[Any] | None] = []
     for spec, x in zip(op.inputs, inputs):
-        items: list[Any] | None
+        items: Sequence[Any] | None
         if isinstance(x, list):
             items, kind = x, "ragged"
         elif spec.is_bytes:
@@ -451,7 +469,7 @@ def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]
             # a BYTES tensor ([N] object array) is a dense batch; a list of bytes a ragged one
             items, kind = (None, "single") if single else (list(x), "dense" if isinstance(x, np.ndarray) else "ragged")
         elif isinstance(x, np.ndarray) and x.ndim == spec.rank + 1:
-            items, kind = list(x), "dense"
+            items, kind = cast(Sequence[Any], x), "dense"  # indexed lazily: a view per sample when needed
         else:
             items, kind = None, "single"
         if items is not None:
@@ -460,15 +478,12 @@ def _split_batch(op: Op, inputs: list[Any]) -> tuple[str, list[tuple[Any, ...]]]
             n = len(items)
             form = kind if form != "ragged" else form
         per_input.append(items)
-    count = n if n is not None else 1
-    samples = [
-        tuple(items[i] if items is not None else x for items, x in zip(per_input, inputs)) for i in range(count)
-    ]
+    samples = _Samples(per_input, inputs, n if n is not None else 1)
     if form == "dense" and any(isinstance(x, list) for x in inputs):
         form = "ragged"
     # the samples of a dense batch share dtype and shape: checking the first checks them all
     objects = any(s.is_bytes for s in op.inputs)  # object arrays can hold anything: check each
-    for i, s in enumerate(samples[:1] if form == "dense" and not objects else samples):
+    for i, s in enumerate([samples[0]] if form == "dense" and not objects else samples):
         _check_sample(op, s, None if form == "single" else i)
     return form, samples
 
