@@ -183,3 +183,9 @@ def test_ragged_batches_mix_shapes() -> None:
 
     check_op(_double_op(recording), cases=4)
     assert any(a[:2] == b[1::-1] and a != b for a, b in itertools.pairwise(seen)), "no ragged batch of two shapes was run"
+
+
+def test_assert_close_compares_0d_arrays() -> None:
+    assert_close(np.asarray(1.5, np.float32), np.asarray(1.5, np.float32), 0, "equal scalars")
+    with pytest.raises(OpCheckError, match=r"1 of 1 elements differ by more than 0.1"):
+        assert_close(np.asarray(1.0), np.asarray(2.0), 0.1, "scalars")
