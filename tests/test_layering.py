@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "ops": {"ops"},
     "dag": {"dag", "ops"},
-    "models": {"models", "ops"},
+    "models": {"models", "ops", "dag"},  # dag's public data classes (ModelInfo, diagnostics); dag never imports models
     "runtime": {"runtime", "dag", "models", "ops", "pipelines"},
     "pipelines": {"pipelines"},
 }

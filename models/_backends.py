@@ -1,0 +1,147 @@
+"""Backends: load one model version and run it on NumPy inputs.
+
+Each backend gives a torch callable (TorchScript ``model.pt``, a ``torch.export`` program
+``model.pt2``, or what a Python ``module:function`` factory returns); :class:`TorchRunner` wraps
+it: NumPy → torch zero-copy (``torch.from_numpy``), run under ``torch.inference_mode()``,
+outputs (one tensor, a tuple/list in the config's order, or a dict by name) → NumPy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._config import ModelConfig
+
+__all__ = ["FILES", "TorchRunner", "load_backend", "resolve_device"]
+
+#: the file each backend loads from a version folder (python: none needed)
+FILES = {"torchscript": "model.pt", "torch_export": "model.pt2"}
+
+
+def resolve_device(config: ModelConfig) -> torch.device:
+    """``instances.device`` if set, else ``device``; ``auto`` is CUDA when available."""
+    want = config.instance_device or config.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(want)
+
+
+def load_backend(config: ModelConfig, version_dir: Path) -> TorchRunner:
+    """Load ``config``'s model from ``version_dir``; raises with the cause if it cannot."""
+    device = resolve_device(config)
+    model: Callable[..., Any]
+    if config.backend == "torchscript":
+        file = str(version_dir / FILES["torchscript"])
+        with warnings.catch_warnings():  # torch ≥ 2.9 deprecates TorchScript; .pt files still load
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(file, map_location=device)  # type: ignore[no-untyped-call]
+    elif config.backend == "torch_export":
+        model = torch.export.load(str(version_dir / FILES["torch_export"])).module().to(device)
+    else:
+        model = _factory(config, version_dir)()
+        if not callable(model):
+            raise TypeError(f"factory {config.factory!r} returned {type(model).__name__}, not an nn.Module or callable")
+    # exported programs' modules do not support .eval(); they are traced in inference form
+    if isinstance(model, torch.nn.Module) and config.backend != "torch_export":
+        model = model.to(device).eval()
+    return TorchRunner(config, model, device)
+
+
+def _factory(config: ModelConfig, version_dir: Path) -> Callable[[], Any]:
+    """The factory function: ``<version>/<module>.py`` if it exists, else an importable module."""
+    assert config.factory is not None
+    module_name, func = config.factory.split(":")
+    local = version_dir / (module_name.replace(".", "/") + ".py")
+    if local.is_file():
+        unique = f"_twinpipe_model_{config.name}_{version_dir.name}_{module_name}".replace(".", "_").replace("-", "_")
+        spec = importlib.util.spec_from_file_location(unique, local)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    fn = getattr(module, func, None)
+    if fn is None:
+        raise AttributeError(f"factory {config.factory!r}: module {module_name!r} has no {func!r}")
+    return fn
+
+
+def _to_torch(x: Any, datatype: str, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        return arr  # BYTES: no torch dtype; a python backend gets the array as is
+    if not arr.flags.writeable:
+        arr = arr.copy()  # torch.from_numpy needs a writeable buffer
+    t = torch.from_numpy(arr)
+    if datatype == "BF16":
+        t = t.view(torch.bfloat16)
+    return t.to(device)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype == torch.bfloat16:
+            x = x.view(torch.uint16) if hasattr(torch, "uint16") else x.float()
+        return x.cpu().numpy()
+    return np.asarray(x)
+
+
+class TorchRunner:
+    """Runs a loaded model: ``runner(**inputs) -> {output: array}``, inputs by config name.
+
+    With ``max_batch_size > 0`` the model takes a batch: a single sample (rank of the declared
+    shape) is given a batch of one and its outputs are unbatched again.
+    """
+
+    def __init__(self, config: ModelConfig, model: Callable[..., Any], device: torch.device) -> None:
+        self.config = config
+        self.model = model
+        self.device = device
+        self.input_names = tuple(d.name for d in config.inputs)
+        self.output_names = tuple(d.name for d in config.outputs)
+
+    def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
+        cfg = self.config
+        missing = [n for n in self.input_names if n not in inputs]
+        if missing:
+            raise TypeError(f"model {cfg.name!r}: missing input(s) {', '.join(missing)}")
+        unbatch = False
+        args = []
+        for decl in cfg.inputs:
+            x = inputs[decl.name]
+            if cfg.max_batch_size > 0:
+                ndim = np.ndim(x)
+                if ndim == len(decl.shape):
+                    x, unbatch = np.asarray(x)[None], True
+                elif len(x) > cfg.max_batch_size:
+                    raise ValueError(f"model {cfg.name!r}: batch of {len(x)} exceeds max_batch_size {cfg.max_batch_size}")
+            args.append(_to_torch(x, decl.datatype, self.device))
+        with torch.inference_mode():
+            result = self.model(*args)
+        out = self._name_outputs(result)
+        return {k: v[0] for k, v in out.items()} if unbatch else out
+
+    def _name_outputs(self, result: Any) -> dict[str, np.ndarray]:
+        names = self.output_names
+        if isinstance(result, dict):
+            missing = [n for n in names if n not in result]
+            if missing:
+                raise ValueError(f"model {self.config.name!r} returned no {', '.join(missing)} (it gave {', '.join(map(str, result))})")
+            return {n: _to_numpy(result[n]) for n in names}
+        values = list(result) if isinstance(result, tuple | list) else [result]
+        if len(values) != len(names):
+            raise ValueError(f"model {self.config.name!r} returned {len(values)} output(s); the config declares {len(names)}: {', '.join(names)}")
+        return {n: _to_numpy(v) for n, v in zip(names, values)}
