@@ -6,6 +6,7 @@ the executor, and the training-side transforms.
     pixels = pipe(image=jpeg_bytes)["pixels"]       # serve mode
 """
 
+from ._datatypes import DATATYPES, datatype_of, dtype_of
 from ._executor import Executor, PipelineInputError, RunStats, StepError
 from ._load import load_spec
 from ._pipeline import DEFAULT_SEARCH_PATHS, Pipeline, find_pipeline, load_pipeline
@@ -18,6 +19,7 @@ from ._transform import BatchTransform, PipelineDataset, Transform, sample_seed
 from ._validate import check, validate
 
 __all__ = [
+    "DATATYPES",
     "DEFAULT_SEARCH_PATHS",
     "BatchTransform",
     "Diagnostic",
@@ -42,6 +44,8 @@ __all__ = [
     "ValidPipeline",
     "check",
     "compile_plan",
+    "datatype_of",
+    "dtype_of",
     "find_pipeline",
     "json_schema",
     "load_pipeline",

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from twinpipe.dag import Diagnostic, Location, PipelineError, TensorDecl
+from twinpipe.dag import DATATYPES, Diagnostic, Location, PipelineError, TensorDecl
 
 __all__ = ["BACKENDS", "DEVICES", "TOP_KEYS", "ModelConfig", "VersionPolicy", "load_config"]
 
@@ -55,8 +55,7 @@ STATE_KEYS = ("input", "output", "datatype", "shape", "initial")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*\Z")
-_DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-              "FP16", "FP32", "FP64", "BF16", "BYTES")
+_DATATYPES = tuple(DATATYPES)
 _DATATYPE_HINTS = {"float32": "FP32", "float": "FP32", "float16": "FP16", "half": "FP16", "float64": "FP64",
                    "double": "FP64", "int64": "INT64", "long": "INT64", "int32": "INT32", "int": "INT64",
                    "uint8": "UINT8", "bool": "BOOL", "bytes": "BYTES", "string": "BYTES", "bfloat16": "BF16"}

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from twinpipe.dag import Diagnostic, Location, ModelInfo, PipelineError, TensorDecl
+from twinpipe.dag import Diagnostic, Location, ModelInfo, PipelineError, TensorDecl, dtype_of
 
 from ._backends import FILES, TorchRunner, load_backend
 from ._config import ModelConfig, load_config
@@ -130,19 +130,12 @@ def _warm_up(model: LoadedModel, batch_size: int, where: Path) -> None:
     batch = (batch_size,) if cfg.max_batch_size > 0 else ()
     inputs = {}
     for d in cfg.inputs:
-        dtype = np.dtype(object) if d.datatype == "BYTES" else _dtype(d.datatype)
+        dtype = dtype_of(d.datatype)
         inputs[d.name] = np.zeros((*batch, *(max(s, 1) for s in d.shape)), dtype=dtype)
     try:
         model(**inputs)
     except Exception as e:
         raise PipelineError([Diagnostic(Location(str(where), 1, 1), f"model {cfg.name!r} version {model.version} failed its warmup: {type(e).__name__}: {_first_line(e)}")]) from e
-
-
-def _dtype(datatype: str) -> np.dtype:
-    """The NumPy dtype of a KServe datatype (BF16 travels as its bits, uint16)."""
-    if datatype == "BF16":
-        return np.dtype(np.uint16)
-    return np.dtype(datatype.lower().replace("fp", "float"))
 
 
 def _first_line(e: BaseException) -> str:
