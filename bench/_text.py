@@ -25,32 +25,12 @@ import numpy as np
 from _table import print_table
 from tokenizers import BertWordPieceTokenizer
 
+from twinpipe.ops.testing.corpora import cldr_corpus
 from twinpipe.ops.text import detokenize, tokenize, tokenize_pair
 from twinpipe.ops.text._encode import encode_batch, settings
 from twinpipe.pipelines import asset_path
 
 LENGTH = 128
-
-
-def cldr_texts() -> list[str]:
-    """The CLDR corpus of the parity tests (tests/ops/text/conftest.py), ~18,000 texts."""
-    from babel import Locale, localedata
-    from babel.lists import format_list
-
-    chunks = (1, 2, 3, 5, 8, 13, 21, 40)
-    texts: list[str] = []
-    k = 0
-    for ident in sorted(i for i in localedata.locale_identifiers() if "_" not in i):
-        loc = Locale.parse(ident)
-        for table in (loc.territories, loc.languages, loc.scripts, loc.currencies):
-            names = [v for _, v in sorted(table.items()) if isinstance(v, str)]
-            i = 0
-            while i < len(names):
-                n = chunks[k % len(chunks)]
-                k += 1
-                texts.append(format_list(names[i : i + n], locale=loc))
-                i += n
-    return texts
 
 
 def _objects(items: list[bytes]) -> np.ndarray:
@@ -61,7 +41,7 @@ def _objects(items: list[bytes]) -> np.ndarray:
 
 def rows() -> list[tuple[str, str, Callable[[], Any]]]:
     vocab = str(asset_path("wordpiece_cldr.txt"))
-    corpus = cldr_texts()
+    corpus = list(cldr_corpus())
     rng = np.random.default_rng(0)
     batch = [corpus[i] for i in rng.choice(len(corpus), 256, replace=False)]
     pairs = [corpus[i] for i in rng.choice(len(corpus), 256, replace=False)]

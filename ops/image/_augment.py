@@ -15,7 +15,7 @@ import numpy as np
 from .._errors import InputError
 from .._op import Op
 from .._params import Bool, Choice, Float, FloatRange, Int, Optional, Param, Size
-from ._common import image_spec, jit, random_image
+from ._common import image_spec, jit, random_image, same_shape
 from ._crop import center_crop, crop
 from ._geometry import flip
 from ._resize import resize
@@ -24,10 +24,6 @@ __all__ = ["color_jitter", "random_flip", "random_resized_crop", "rrc_box", "ser
 
 ShapeDtypes = list[tuple[tuple[int, ...], np.dtype]]
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
-
-
-def _same(image: np.ndarray, **_: Any) -> ShapeDtypes:
-    return [(image.shape, image.dtype)]
 
 
 # -- random_resized_crop -------------------------------------------------------------------------
@@ -174,7 +170,7 @@ The draw is ``flipped = rng.random() < p`` (torchvision's ``RandomHorizontalFlip
         Param("axis", Choice(("horizontal", "vertical")), "horizontal", "horizontal: left-right; vertical: top-bottom"),
     ],
     reference=_flip_reference,
-    infer=_same,
+    infer=same_shape,
     draw=lambda rng, image, *, p, **_: {"flipped": bool(rng.random() < p)},
     serve=lambda image, **_: image.copy(),
     example_params=lambda rng, image: {"p": float(rng.choice([0.0, 0.5, 1.0])), "axis": str(rng.choice(["horizontal", "vertical"]))},

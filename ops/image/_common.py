@@ -11,7 +11,7 @@ import numpy as np
 
 from .._spec import TensorSpec
 
-__all__ = ["IMAGE_DTYPES", "image_spec", "jit", "random_image"]
+__all__ = ["IMAGE_DTYPES", "image_spec", "jit", "random_image", "same_shape"]
 
 #: dtypes every image op accepts unless it says otherwise.
 IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -24,6 +24,11 @@ jit = cast(Callable[[F], F], functools.partial(numba.njit, cache=True, nogil=Tru
 
 def image_spec(name: str = "image", dtypes: tuple[Any, ...] | None = IMAGE_DTYPES, shape: str = "H W C", doc: str = "") -> TensorSpec:
     return TensorSpec(name, dtypes, shape, doc or "an image, height × width × channels")
+
+
+def same_shape(image: np.ndarray, **_: Any) -> list[tuple[tuple[int, ...], np.dtype]]:
+    """``infer`` of an op whose output has its input's shape and dtype."""
+    return [(image.shape, image.dtype)]
 
 
 def random_image(rng: np.random.Generator, dtype: Any, *, channels: tuple[int, ...] = (1, 3, 4), max_side: int = 37) -> np.ndarray:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .._op import Op
 from .._params import Choice, Int, Param
-from ._common import image_spec, jit
+from ._common import image_spec, jit, same_shape
 
 __all__ = ["flip", "rotate90"]
 
@@ -21,10 +19,6 @@ def _flip_reference(image: np.ndarray, *, axis: str) -> np.ndarray:
     return image[::-1, ::-1].copy()
 
 
-def _same(image: np.ndarray, **_: Any) -> list[tuple[tuple[int, ...], np.dtype]]:
-    return [(image.shape, image.dtype)]
-
-
 flip = Op(
     "image.flip",
     doc="""Mirror an image: ``horizontal`` (left-right), ``vertical`` (top-bottom) or ``both``.""",
@@ -32,7 +26,7 @@ flip = Op(
     outputs=[image_spec(dtypes=None)],
     params=[Param("axis", Choice(("horizontal", "vertical", "both")), "horizontal", "which way to mirror")],
     reference=_flip_reference,
-    infer=_same,
+    infer=same_shape,
     example_params=lambda rng, image: {"axis": str(rng.choice(["horizontal", "vertical", "both"]))},
 )
 
