@@ -161,8 +161,18 @@ def test_torch_tensors_and_batches() -> None:
     got = nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(cls))
     assert isinstance(got, torch.Tensor) and got.dtype == torch.int64
     np.testing.assert_array_equal(got.numpy(), want)
-    other = (boxes[::-1].copy(), scores, cls)
-    batch = nms(np.stack([boxes, other[0]]), np.stack([scores, scores]), np.stack([cls, cls]))
+    # A second image that keeps a different number of boxes by construction: k disjoint boxes,
+    # the remaining rows exact copies of the first one (suppressed: IoU 1, same class, lower score).
+    k = len(want) + 1 if len(want) < len(boxes) else len(want) - 1
+    other = np.repeat(np.array([[0, 0, 5, 5]], np.float32), len(boxes), 0)
+    other[:k] += np.arange(k, dtype=np.float32)[:, None] * 10
+    other_scores = np.linspace(1, 0.1, len(boxes), dtype=np.float32)
+    other_cls = np.zeros(len(boxes), cls.dtype)
+    batch = nms(np.stack([boxes, other]), np.stack([scores, other_scores]), np.stack([cls, other_cls]))
     assert isinstance(batch, list) and len(batch) == 2  # a count per image: a list
     np.testing.assert_array_equal(batch[0], want)
-    np.testing.assert_array_equal(batch[1], _torchvision(*other, 0.5))
+    np.testing.assert_array_equal(batch[1], _torchvision(other, other_scores, other_cls, 0.5))
+    assert len(batch[1]) == k
+    same = nms(np.stack([boxes, boxes]), np.stack([scores, scores]), np.stack([cls, cls]))
+    assert isinstance(same, np.ndarray) and same.shape == (2, len(want))  # equal counts stack densely
+    np.testing.assert_array_equal(same[1], want)
