@@ -8,6 +8,7 @@ outputs (one tensor, a tuple/list in the config's order, or a dict by name) → 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -20,11 +21,12 @@ import numpy as np
 import torch
 
 from ._config import ModelConfig
+from ._onnx import ONNX_FILE, OnnxRunner, load_onnx  # onnxruntime itself is imported on first use
 
 __all__ = ["FILES", "TorchRunner", "load_backend", "resolve_device"]
 
 #: the file each backend loads from a version folder (python: none needed)
-FILES = {"torchscript": "model.pt", "torch_export": "model.pt2"}
+FILES = {"torchscript": "model.pt", "torch_export": "model.pt2", "onnx": ONNX_FILE}
 
 
 def resolve_device(config: ModelConfig) -> torch.device:
@@ -35,8 +37,10 @@ def resolve_device(config: ModelConfig) -> torch.device:
     return torch.device(want)
 
 
-def load_backend(config: ModelConfig, version_dir: Path) -> TorchRunner:
+def load_backend(config: ModelConfig, version_dir: Path) -> TorchRunner | OnnxRunner:
     """Load ``config``'s model from ``version_dir``; raises with the cause if it cannot."""
+    if config.backend == "onnx":  # onnxruntime picks its providers: auto is CUDA if its build has it
+        return load_onnx(config, version_dir, config.instance_device or config.device)
     device = resolve_device(config)
     model: Callable[..., Any]
     if config.backend == "torchscript":
@@ -110,8 +114,10 @@ class TorchRunner:
         self.config = config
         self.model = model
         self.device = device
-        self.input_names = tuple(d.name for d in config.inputs)
-        self.output_names = tuple(d.name for d in config.outputs)
+        self.input_names = tuple(d.name for d in config.model_inputs)
+        self.output_names = tuple(d.name for d in config.model_outputs)
+        # each instance on a GPU queues its work on its own stream, so instances overlap
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None  # type: ignore[no-untyped-call]
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         cfg = self.config
@@ -120,7 +126,7 @@ class TorchRunner:
             raise TypeError(f"model {cfg.name!r}: missing input(s) {', '.join(missing)}")
         unbatch = False
         args = []
-        for decl in cfg.inputs:
+        for decl in cfg.model_inputs:
             x = inputs[decl.name]
             if cfg.max_batch_size > 0:
                 ndim = np.ndim(x)
@@ -128,10 +134,11 @@ class TorchRunner:
                     x, unbatch = np.asarray(x)[None], True
                 elif len(x) > cfg.max_batch_size:
                     raise ValueError(f"model {cfg.name!r}: batch of {len(x)} exceeds max_batch_size {cfg.max_batch_size}")
-            args.append(_to_torch(x, decl.datatype, self.device))
-        with torch.inference_mode():
-            result = self.model(*args)
-        out = self._name_outputs(result)
+            args.append(x)
+        stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+        with torch.inference_mode(), stream:
+            tensors = [_to_torch(x, d.datatype, self.device) for x, d in zip(args, cfg.model_inputs)]
+            out = self._name_outputs(self.model(*tensors))  # to NumPy on this stream: waits for it
         return {k: v[0] for k, v in out.items()} if unbatch else out
 
     def _name_outputs(self, result: Any) -> dict[str, np.ndarray]:

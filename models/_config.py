@@ -5,7 +5,7 @@ and walked here, so every problem — unknown keys (with a guess), bad datatypes
 that is not the folder's — is reported at once as a :class:`PipelineError`.
 
     name: tiny                      # must equal the model's folder name
-    backend: torchscript            # torchscript (model.pt) | torch_export (model.pt2) | python
+    backend: torchscript            # torchscript (model.pt) | torch_export (model.pt2) | onnx (model.onnx) | python
     max_batch_size: 8               # 0: the model takes no batch dim; > 0: shapes exclude it
     inputs:
       pixels: {datatype: FP32, shape: [3, 32, 32]}
@@ -34,7 +34,7 @@ from twinpipe.dag import DATATYPES, Diagnostic, Location, PipelineError, TensorD
 
 __all__ = ["BACKENDS", "DEVICES", "TOP_KEYS", "ModelConfig", "VersionPolicy", "load_config"]
 
-BACKENDS = ("torchscript", "torch_export", "python")
+BACKENDS = ("torchscript", "torch_export", "onnx", "python")
 DEVICES = ("cpu", "cuda", "auto")
 TOP_KEYS = ("name", "description", "backend", "inputs", "outputs", "max_batch_size", "device", "instances",
             "version_policy", "factory", "dynamic_batching", "sequence_batching", "warmup")
@@ -49,7 +49,7 @@ DYNAMIC_KEYS: dict[str, tuple[str, int]] = {
 }
 SEQUENCE_KEYS: dict[str, tuple[str, int]] = {
     "strategy": ("strategy", 0), "max_sequence_idle_us": ("int", 1), "max_candidate_sequences": ("int", 1),
-    "state": ("state", 0),
+    "max_queue_delay_us": ("int", 0), "state": ("state", 0),
 }
 STATE_KEYS = ("input", "output", "datatype", "shape", "initial")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -105,6 +105,28 @@ class ModelConfig:
     @property
     def location(self) -> Location:
         return self.locations.get("", Location(self.path, 1, 1))
+
+    @property
+    def state_inputs(self) -> tuple[TensorDecl, ...]:
+        """The implicit state tensors the runtime feeds (sequence batching), per sample."""
+        state = (self.sequence_batching or {}).get("state") or {}
+        return tuple(TensorDecl(s["input"], s["datatype"], s["shape"], self.where(f"state.{n}")) for n, s in state.items())
+
+    @property
+    def state_outputs(self) -> tuple[TensorDecl, ...]:
+        """The model outputs that become the next request's state, per sample."""
+        state = (self.sequence_batching or {}).get("state") or {}
+        return tuple(TensorDecl(s["output"], s["datatype"], s["shape"], self.where(f"state.{n}")) for n, s in state.items())
+
+    @property
+    def model_inputs(self) -> tuple[TensorDecl, ...]:
+        """What the model is called with, in order: the declared inputs, then the state inputs."""
+        return self.inputs + self.state_inputs
+
+    @property
+    def model_outputs(self) -> tuple[TensorDecl, ...]:
+        """What the model returns, in order: the declared outputs, then the state outputs."""
+        return self.outputs + self.state_outputs
 
     def where(self, key: str) -> Location:
         """Where ``key``'s value is written (the file's start if it is not written)."""
@@ -227,11 +249,43 @@ class _Reader:
         sequence = self.section(keys["sequence_batching"], "sequence_batching", SEQUENCE_KEYS) if "sequence_batching" in keys else None
         warmup = self.warmup(keys["warmup"]) if "warmup" in keys else None
         desc = self.value(keys["description"]) if "description" in keys else ""
+        self.cross_check(mbs, dynamic, sequence, inputs, outputs)
         if self.diagnostics:
             raise PipelineError(self.diagnostics)
         assert name is not None and backend is not None and mbs is not None and device is not None
         return ModelConfig(name, self.file, backend, tuple(inputs), tuple(outputs), mbs, device, count, inst_device,
                            policy, factory, dynamic, sequence, warmup, str(desc or ""), self.locations)
+
+    def cross_check(self, mbs: int | None, dynamic: dict[str, Any] | None, sequence: dict[str, Any] | None,
+                    inputs: list[TensorDecl], outputs: list[TensorDecl]) -> None:
+        """What holds between sections: batching needs a batch, preferred sizes fit it, …"""
+        at = self.locations.get
+        if dynamic is not None and sequence is not None:
+            self.error(at("sequence_batching", at("")), "a model has dynamic_batching or sequence_batching, not both (a sequence model batches its sequences itself)")
+        for what, section in (("dynamic_batching", dynamic), ("sequence_batching", sequence)):
+            if section is None or mbs is None:
+                continue
+            if mbs == 0 and what == "dynamic_batching":
+                self.error(at(what, at("")), f"{what} needs max_batch_size >= 1 (0 means the model takes no batch dimension)")
+            big = [n for n in section.get("preferred_batch_sizes") or () if isinstance(n, int) and n > mbs > 0]
+            if big:
+                self.error(at(f"{what}.preferred_batch_sizes", at("")), f"{what}: preferred_batch_sizes {big} exceed max_batch_size {mbs}")
+        levels, default = (dynamic or {}).get("priority_levels") or 1, (dynamic or {}).get("default_priority")
+        if isinstance(default, int) and isinstance(levels, int) and default > levels:
+            self.error(at("dynamic_batching.default_priority", at("")), f"dynamic_batching: default_priority {default} is above priority_levels {levels} (1 is the highest priority)")
+        state = (sequence or {}).get("state") or {}
+        taken_in, taken_out = {d.name for d in inputs}, {d.name for d in outputs}
+        for name, entry in state.items():
+            where = at(f"state.{name}", at(""))
+            if entry.get("input") in taken_in:
+                self.error(where, f"state {name!r}: input {entry['input']!r} is also a declared input; the runtime feeds state inputs itself")
+            if entry.get("output") in taken_out:
+                self.error(where, f"state {name!r}: output {entry['output']!r} is also a declared output; state outputs are kept, not returned")
+            taken_in.add(entry.get("input"))
+            taken_out.add(entry.get("output"))
+            shape = entry.get("shape")
+            if shape is not None and -1 in shape:
+                self.error(where, f"state {name!r}: shape {list(shape)} must be fixed (no -1): the initial state is made from it")
 
     def name(self, node: Node, folder_name: str) -> str | None:
         v = self.value(node)
@@ -337,6 +391,7 @@ class _Reader:
         out: dict[str, Any] = {}
         for key, vnode in keys.items():
             kind, minimum = known[key]
+            self.locations[f"{what}.{key}"] = self.loc(vnode)
             v = self.value(vnode)
             if kind == "int":
                 v = self.number(vnode, f"{what}: {key}", minimum)
@@ -356,7 +411,13 @@ class _Reader:
         names = tuple(self.value(k) for k, _ in getattr(node, "value", []))
         for name, vnode in self.keys(node, names, "in sequence_batching: state").items():
             keys = self.keys(vnode, STATE_KEYS, f"in state {name!r}", required=("input", "output", "datatype", "shape"))
-            entry: dict[str, Any] = {k: self.value(keys[k]) for k in ("input", "output") if k in keys}
+            self.locations[f"state.{name}"] = self.loc(vnode)
+            entry: dict[str, Any] = {}
+            for k in ("input", "output"):
+                if k in keys:
+                    entry[k] = self.value(keys[k])
+                    if not isinstance(entry[k], str) or not _NAME.match(entry[k]):
+                        self.error(keys[k], f"state {name!r}: {k} must be a tensor name, found {self.found(keys[k])}")
             entry["datatype"] = self.datatype(keys["datatype"]) if "datatype" in keys else None
             entry["shape"] = self.shape(keys["shape"]) if "shape" in keys else None
             initial = self.value(keys["initial"]) if "initial" in keys else 0

@@ -18,6 +18,7 @@ from twinpipe.dag import Diagnostic, Location, ModelInfo, PipelineError, TensorD
 
 from ._backends import FILES, TorchRunner, load_backend
 from ._config import ModelConfig, load_config
+from ._onnx import OnnxRunner
 
 __all__ = ["LoadedModel", "Repository", "load_repository"]
 
@@ -29,10 +30,15 @@ class LoadedModel:
     config: ModelConfig
     version: int
     path: Path
-    runner: TorchRunner
+    runner: TorchRunner | OnnxRunner
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         return self.runner(**inputs)
+
+    def new_instance(self) -> TorchRunner | OnnxRunner:
+        """Another copy of the model, loaded again from its files (its own module, weights and
+        stream), for a second instance serving concurrently."""
+        return load_backend(self.config, self.path)
 
     def info(self) -> ModelInfo:
         """The model as validation sees it: shapes start with the batch -1 when it batches."""
@@ -129,7 +135,7 @@ def _warm_up(model: LoadedModel, batch_size: int, where: Path) -> None:
     cfg = model.config
     batch = (batch_size,) if cfg.max_batch_size > 0 else ()
     inputs = {}
-    for d in cfg.inputs:
+    for d in cfg.model_inputs:
         dtype = dtype_of(d.datatype)
         inputs[d.name] = np.zeros((*batch, *(max(s, 1) for s in d.shape)), dtype=dtype)
     try:

@@ -39,12 +39,21 @@ device: cuda
 instances: {count: 2, device: cpu}
 version_policy: {specific: [1, 3]}
 dynamic_batching: {max_queue_delay_us: 500, preferred_batch_sizes: [4, 8], max_queue_size: 64, preserve_ordering: true}
+warmup: {batch_size: 2}
+"""
+SEQUENCE = """\
+name: tiny
+backend: torchscript
+max_batch_size: 8
+inputs:
+  pixels: {datatype: FP32, shape: [3]}
+outputs:
+  logits: {datatype: FP32, shape: [5]}
 sequence_batching:
   strategy: oldest
   max_sequence_idle_us: 1000000
   state:
     hidden: {input: h_in, output: h_out, datatype: FP32, shape: [16], initial: 0.5}
-warmup: {batch_size: 2}
 """
 
 
@@ -58,10 +67,47 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
     assert (cfg.instance_count, cfg.instance_device) == (2, "cpu")
     assert cfg.version_policy == VersionPolicy("specific", versions=(1, 3))
     assert cfg.dynamic_batching == {"max_queue_delay_us": 500, "preferred_batch_sizes": [4, 8], "max_queue_size": 64, "preserve_ordering": True}
-    assert cfg.sequence_batching is not None and cfg.sequence_batching["strategy"] == "oldest"
-    assert cfg.sequence_batching["state"]["hidden"] == {"input": "h_in", "output": "h_out", "datatype": "FP32", "shape": (16,), "initial": 0.5}
     assert cfg.warmup == {"batch_size": 2}
     assert cfg.where("device").line == 9
+
+
+def test_a_sequence_config_declares_its_state(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, SEQUENCE))
+    assert cfg.sequence_batching is not None and cfg.sequence_batching["strategy"] == "oldest"
+    assert cfg.sequence_batching["state"]["hidden"] == {"input": "h_in", "output": "h_out", "datatype": "FP32", "shape": (16,), "initial": 0.5}
+    assert [(d.name, d.shape) for d in cfg.model_inputs] == [("pixels", (3,)), ("h_in", (16,))]
+    assert [d.name for d in cfg.model_outputs] == ["logits", "h_out"]
+
+
+def test_sections_are_checked_against_each_other(tmp_path: Path) -> None:
+    path = _write(tmp_path, """\
+        name: tiny
+        backend: torchscript
+        max_batch_size: 0
+        inputs:
+          x: {datatype: FP32, shape: [3]}
+        outputs:
+          y: {datatype: FP32, shape: [3]}
+        dynamic_batching: {preferred_batch_sizes: [4], priority_levels: 2, default_priority: 3}
+        sequence_batching:
+          state:
+            h: {input: x, output: h_out, datatype: FP32, shape: [-1, 2]}
+            g: {input: g_in, output: y, datatype: FP32, shape: [2]}
+        """)
+    errors = _errors(path)
+    text = "\n".join(m for _, _, m in errors)
+    assert (10, 3, "a model has dynamic_batching or sequence_batching, not both (a sequence model batches its sequences itself)") in errors
+    assert (8, 19, "dynamic_batching needs max_batch_size >= 1 (0 means the model takes no batch dimension)") in errors
+    assert "dynamic_batching: default_priority 3 is above priority_levels 2" in text
+    assert "state 'h': input 'x' is also a declared input" in text
+    assert "state 'h': shape [-1, 2] must be fixed" in text
+    assert "state 'g': output 'y' is also a declared output" in text
+    path = _write(tmp_path, SEQUENCE.replace("max_batch_size: 8", "max_batch_size: 2") + "  max_queue_delay_us: 100\n", "other")
+    path.write_text(path.read_text().replace("name: tiny", "name: other"))
+    assert load_config(path).sequence_batching["max_queue_delay_us"] == 100  # type: ignore[index]
+    big = _write(tmp_path, GOOD.replace("max_batch_size: 8", "max_batch_size: 6"), "big")
+    big.write_text(big.read_text().replace("name: tiny", "name: big"))
+    assert [m for _, _, m in _errors(big)] == ["dynamic_batching: preferred_batch_sizes [8] exceed max_batch_size 6"]
 
 
 def test_version_policies_select_versions() -> None:
@@ -90,7 +136,7 @@ def test_every_error_is_reported_at_once_with_its_location(tmp_path: Path) -> No
     errors = _errors(path)
     expected = [
         (1, 7, "name 'other' must equal the model's folder name 'tiny'"),
-        (2, 10, "backend must be one of torchscript, torch_export, python, found 'torchscrpt'; did you mean 'torchscript'?"),
+        (2, 10, "backend must be one of torchscript, torch_export, onnx, python, found 'torchscrpt'; did you mean 'torchscript'?"),
         (3, 17, "max_batch_size must be an integer >= 0, found -1"),
         (5, 22, "unknown datatype 'float32'; did you mean 'FP32'?"),
         (5, 38, "shape [3, 0]: dimension 1 is 0"),
@@ -102,6 +148,7 @@ def test_every_error_is_reported_at_once_with_its_location(tmp_path: Path) -> No
         (12, 20, "unknown key 'max_queue_delay' in dynamic_batching; did you mean 'max_queue_delay_us'?"),
         (12, 59, "dynamic_batching: preserve_ordering must be true or false, found 1"),
         (13, 31, "sequence_batching: strategy must be one of direct, oldest, found 'newest'"),
+        (13, 20, "a model has dynamic_batching or sequence_batching, not both"),
         (14, 10, "unknown key 'batch' in warmup; did you mean 'batch_size'?"),
     ]
     for line, col, text in expected:

@@ -1,0 +1,169 @@
+"""What serves one model version or one pipeline: request checks, instances, and the batcher
+its config asks for. The runtime's Engine holds one of these per model and per pipeline.
+
+    served = ServedModel(repo.get("tiny"))
+    out = await served.infer({"pixels": x})                          # x: [n, 3, 32, 32]
+    out = await served.infer({"audio": chunk}, sequence_id=7, sequence_start=True)
+    pipe = ServedPipeline(load_pipeline("imagenet_preprocess"))    # batches if it declares batching:
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from twinpipe.dag import Pipeline, TensorDecl, dtype_of
+
+from ._batcher import BatcherStats, BatchingPolicy, DynamicBatcher
+from ._instances import InstancePool
+from ._repository import LoadedModel
+
+if TYPE_CHECKING:
+    from ._sequence import SequenceBatcher
+
+__all__ = ["InferInputError", "ServedModel", "ServedPipeline", "check_inputs"]
+
+#: a pipeline that declares ``batching:`` without ``max_batch_size`` batches up to this
+DEFAULT_PIPELINE_BATCH = 8
+
+
+class InferInputError(ValueError):
+    """A request's inputs do not match what the model declares (names the tensor, expected vs given)."""
+
+
+def check_inputs(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, Any], max_batch_size: int) -> dict[str, Any]:
+    """``inputs`` as arrays, checked against ``decls``: names, datatypes, ranks and fixed
+    dimensions, and (when ``max_batch_size > 0``) one batch size within the limit."""
+    known = {d.name for d in decls}
+    for key in inputs:
+        if key not in known:
+            guess = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {guess[0]!r}?" if guess else f"its inputs are: {', '.join(sorted(known))}"
+            raise InferInputError(f"{name}: unknown input {key!r}; {hint}")
+    missing = [d.name for d in decls if d.name not in inputs]
+    if missing:
+        raise InferInputError(f"{name}: missing input(s) {', '.join(map(repr, missing))}")
+    out: dict[str, Any] = {}
+    rows: dict[str, int] = {}
+    for d in decls:
+        x = inputs[d.name]
+        arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+        want = np.dtype(dtype_of(d.datatype))
+        is_bytes = d.datatype == "BYTES" and arr.dtype.kind in "OSU"
+        if not is_bytes and arr.dtype != want:
+            given = arr.dtype.name if arr.dtype.kind != "O" else "object (BYTES)"
+            raise InferInputError(f"{name}: input {d.name!r} has datatype {d.datatype} ({want.name}); given {given}")
+        shape = (-1, *d.shape) if max_batch_size > 0 else d.shape
+        if arr.ndim != len(shape) or any(s != -1 and s != g for s, g in zip(shape, arr.shape)):
+            batch = " (the first dimension is the batch)" if max_batch_size > 0 else ""
+            raise InferInputError(f"{name}: input {d.name!r} expects shape {list(shape)}{batch}; given {list(arr.shape)}")
+        if max_batch_size > 0:
+            rows[d.name] = arr.shape[0]
+        out[d.name] = arr
+    if len(set(rows.values())) > 1:
+        raise InferInputError(f"{name}: inputs disagree on the batch size (first dimension): {rows}")
+    n = next(iter(rows.values()), 1)
+    if max_batch_size > 0 and not 1 <= n <= max_batch_size:
+        raise InferInputError(f"{name}: a batch of {n} is outside 1..{max_batch_size} (max_batch_size)")
+    return out
+
+
+class ServedModel:
+    """One loaded model version behind its instances and its batcher (dynamic, sequence, or none)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        cfg = self.config = model.config
+        self.model = model
+        self.name = f"model {cfg.name!r} version {model.version}"
+        runners = [model.runner, *(model.new_instance() for _ in range(cfg.instance_count - 1))]
+        self.pool = InstancePool(cfg.name, runners)
+        self.batcher: DynamicBatcher | None = None
+        self.sequencer: SequenceBatcher | None = None
+        self._stats = BatcherStats()
+        if cfg.sequence_batching is not None:
+            from ._sequence import SequenceBatcher
+            self.sequencer = SequenceBatcher(cfg, self.pool)
+        elif cfg.dynamic_batching is not None:
+            policy = BatchingPolicy.from_section(cfg.dynamic_batching, cfg.max_batch_size)
+            self.batcher = DynamicBatcher(self.name, self.pool.run, policy, concurrency=len(self.pool))
+
+    @property
+    def stats(self) -> BatcherStats:
+        """Requests, batches, failures, queue and compute time, for this model version."""
+        return self.batcher.stats if self.batcher else self.sequencer.stats if self.sequencer else self._stats
+
+    async def infer(self, inputs: Mapping[str, Any], *, priority: int | None = None, timeout_us: int | None = None,
+                    sequence_id: int | str | None = None, sequence_start: bool = False, sequence_end: bool = False) -> dict[str, Any]:
+        """Run one request (inputs by name, batch first when the model batches)."""
+        cfg = self.config
+        arrays = check_inputs(self.name, cfg.inputs, inputs, cfg.max_batch_size)
+        if self.sequencer is not None:
+            if sequence_id is None:
+                raise InferInputError(f"{self.name} is a sequence model: a request needs a sequence id (correlation id)")
+            return await self.sequencer.infer(arrays, sequence_id=sequence_id, start=sequence_start, end=sequence_end, timeout_us=timeout_us)
+        if sequence_id is not None or sequence_start or sequence_end:
+            raise InferInputError(f"{self.name} has no sequence_batching; a sequence id or start/end flag means nothing to it")
+        if self.batcher is not None:
+            return await self.batcher.infer(arrays, priority=priority, timeout_us=timeout_us)
+        return await _timed(self._stats, self.pool.run(arrays), next(iter(map(len, arrays.values())), 1) if cfg.max_batch_size else 1)
+
+    async def close(self) -> None:
+        for part in (self.batcher, self.sequencer):
+            if part is not None:
+                await part.close()
+        self.pool.close()
+
+
+class ServedPipeline:
+    """A pipeline served as a model: its requests batched when it declares ``batching:``."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.name = f"pipeline {pipeline.name!r}"
+        self.batcher: DynamicBatcher | None = None
+        self._stats = BatcherStats()
+        wanted = set(pipeline.inputs)  # per sample: a pipeline's declared shapes start with the batch
+        self._decls = tuple(replace(d, shape=d.shape[1:]) for d in pipeline.spec.inputs if d.name in wanted)
+        batching = pipeline.spec.batching
+        if batching is not None:
+            policy = BatchingPolicy.from_section(batching, DEFAULT_PIPELINE_BATCH)
+            self.batcher = DynamicBatcher(self.name, self._run, policy)
+
+    @property
+    def stats(self) -> BatcherStats:
+        return self.batcher.stats if self.batcher else self._stats
+
+    async def _run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return await self.pipeline.executor.run_async(inputs)
+
+    async def infer(self, inputs: Mapping[str, Any], *, priority: int | None = None, timeout_us: int | None = None) -> dict[str, Any]:
+        """Run one request (inputs by name, batch first)."""
+        decls = self._decls
+        limit = self.batcher.policy.max_batch_size if self.batcher else 1 << 62
+        arrays = check_inputs(self.name, decls, inputs, limit)
+        if self.batcher is not None:
+            return await self.batcher.infer(arrays, priority=priority, timeout_us=timeout_us)
+        return await _timed(self._stats, self._run(arrays), len(next(iter(arrays.values()), [0])))
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+
+
+async def _timed(stats: BatcherStats, work: Any, rows: int) -> dict[str, Any]:
+    """Await unbatched work, counting it in ``stats`` like the batcher counts its batches."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    stats.requests, stats.batches, stats.rows = stats.requests + 1, stats.batches + 1, stats.rows + rows
+    try:
+        return dict(await work)
+    except Exception:
+        stats.failed += 1
+        raise
+    finally:
+        stats.compute_ns += int((loop.time() - start) * 1e9)
