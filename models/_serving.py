@@ -13,7 +13,7 @@ import asyncio
 import difflib
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +22,7 @@ from twinpipe.dag import Pipeline, TensorDecl, dtype_of
 from ._batcher import BatcherStats, BatchingPolicy, DynamicBatcher
 from ._instances import InstancePool
 from ._repository import LoadedModel
-
-if TYPE_CHECKING:
-    from ._sequence import SequenceBatcher
+from ._sequence import SequenceBatcher
 
 __all__ = ["InferInputError", "ServedModel", "ServedPipeline", "check_inputs"]
 
@@ -86,7 +84,6 @@ class ServedModel:
         self.sequencer: SequenceBatcher | None = None
         self._stats = BatcherStats()
         if cfg.sequence_batching is not None:
-            from ._sequence import SequenceBatcher
             self.sequencer = SequenceBatcher(cfg, self.pool)
         elif cfg.dynamic_batching is not None:
             policy = BatchingPolicy.from_section(cfg.dynamic_batching, cfg.max_batch_size)

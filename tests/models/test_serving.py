@@ -198,3 +198,28 @@ def test_a_shipped_pipeline_batches_real_jpegs_like_it_runs_them_alone() -> None
     for want, g in zip(alone, got):
         np.testing.assert_array_equal(g["pixels"], want)  # bit for bit: the same kernels on the same rows
     assert stats.batches < len(reqs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_instances_on_a_gpu_have_their_own_streams_and_match_the_cpu(tmp_path: Path) -> None:
+    root = _repo(tmp_path)
+    (root / "cnn" / "config.yaml").write_text(CNN.replace("device: cpu", "device: cuda"))
+    model = load_repository(root).get("cnn")
+    cpu = torch.jit.load(str(root / "cnn" / "1" / "model.pt"))  # type: ignore[no-untyped-call]
+    rng = np.random.default_rng(_seed())
+    reqs = [{"pixels": rng.standard_normal((int(rng.integers(1, 4)), 3, 12, 9)).astype(np.float32)} for _ in range(24)]
+    for r in reqs:
+        r["scale"] = rng.uniform(0.5, 2, (len(r["pixels"]), 1)).astype(np.float32)
+
+    async def main() -> tuple[list[dict[str, Any]], list[Any]]:
+        served = ServedModel(model)
+        got = await asyncio.gather(*(served.infer(r) for r in reqs))
+        streams = [r.stream for r in served.pool.runners]  # type: ignore[attr-defined]
+        await served.close()
+        return list(got), streams
+
+    got, streams = asyncio.run(main())
+    assert all(s is not None for s in streams) and streams[0] != streams[1]
+    for r, g in zip(reqs, got):
+        want = cpu(torch.from_numpy(r["pixels"]), torch.from_numpy(r["scale"])).detach().numpy()
+        np.testing.assert_allclose(g["logits"], want, rtol=1e-3, atol=1e-4)  # TF32/cuDNN vs CPU
