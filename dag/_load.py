@@ -44,7 +44,13 @@ STEP_KEYS = (*STEP_KINDS, "inputs", "params", "outputs", "device", "mode", "when
 DECL_KEYS = ("datatype", "shape", "description")
 OUTPUT_KEYS = ("datatype", "shape", "from", "default", "description")
 REF_KEYS = ("from", "default")
-BATCHING_KEYS = ("max_batch_size", "max_queue_delay_us", "preferred_batch_sizes")
+# batching: key → (kind, minimum); the same settings as a model's dynamic_batching
+BATCHING: dict[str, tuple[str, int]] = {
+    "max_batch_size": ("int", 1), "max_queue_delay_us": ("int", 0), "preferred_batch_sizes": ("ints", 1),
+    "max_queue_size": ("int", 1), "timeout_us": ("int", 1), "priority_levels": ("int", 1),
+    "default_priority": ("int", 1), "preserve_ordering": ("bool", 0),
+}
+BATCHING_KEYS = tuple(BATCHING)
 DEVICES = ("cpu", "cuda", "auto")
 MODES = ("train", "serve")
 _MERGE = "tag:yaml.org,2002:merge"
@@ -309,17 +315,23 @@ class _Reader:
     def batching(self, node: Node) -> dict[str, Any] | None:
         keys = self.keys(node, BATCHING_KEYS, "in batching")
         out: dict[str, Any] = {}
-        for key, minimum in (("max_batch_size", 1), ("max_queue_delay_us", 0)):
-            if key in keys:
-                v = self.value(keys[key])
-                if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-                    self.error(keys[key], f"batching: {key} must be an integer >= {minimum}, found {self.found(keys[key])}")
-                out[key] = v
-        if "preferred_batch_sizes" in keys:
-            v = self.value(keys["preferred_batch_sizes"])
-            if not isinstance(v, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v):
-                self.error(keys["preferred_batch_sizes"], f"batching: preferred_batch_sizes must be a list of positive integers, found {self.found(keys['preferred_batch_sizes'])}")
-            out["preferred_batch_sizes"] = v
+        for key, vnode in keys.items():
+            kind, minimum = BATCHING[key]
+            v = self.value(vnode)
+            is_int = isinstance(v, int) and not isinstance(v, bool)
+            if kind == "int" and not (is_int and v >= minimum):
+                self.error(vnode, f"batching: {key} must be an integer >= {minimum}, found {self.found(vnode)}")
+            elif kind == "ints" and not (isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v)):
+                self.error(vnode, f"batching: {key} must be a list of positive integers, found {self.found(vnode)}")
+            elif kind == "bool" and not isinstance(v, bool):
+                self.error(vnode, f"batching: {key} must be true or false, found {self.found(vnode)}")
+            out[key] = v
+        mbs, sizes = out.get("max_batch_size"), out.get("preferred_batch_sizes")
+        if isinstance(mbs, int) and isinstance(sizes, list) and any(isinstance(n, int) and n > mbs for n in sizes):
+            self.error(keys["preferred_batch_sizes"], f"batching: preferred_batch_sizes {sizes} exceed max_batch_size {mbs}")
+        levels, default = out.get("priority_levels", 1), out.get("default_priority")
+        if isinstance(levels, int) and isinstance(default, int) and default > levels:
+            self.error(keys["default_priority"], f"batching: default_priority {default} is above priority_levels {levels} (1 is the highest)")
         return out
 
     # -- references ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from twinpipe.ops import get_op, list_ops
 
 from ._datatypes import DATATYPES
-from ._load import BATCHING_KEYS, NAME_PATTERN, REF_PATTERN
+from ._load import BATCHING, NAME_PATTERN, REF_PATTERN
 from ._spec import STEP_KINDS
 
 __all__ = ["json_schema"]
@@ -109,11 +109,7 @@ def json_schema() -> dict[str, Any]:
             "outputs": _named(_decl({"from": _ref("input_ref"), "default": _ref("input_ref")}, ("datatype", "shape", "from")), 1),
             "batching": {
                 "type": "object",
-                "properties": dict(zip(BATCHING_KEYS, [
-                    {"type": "integer", "minimum": 1},
-                    {"type": "integer", "minimum": 0},
-                    {"type": "array", "items": {"type": "integer", "minimum": 1}},
-                ])),
+                "properties": {key: _batching_schema(kind, minimum) for key, (kind, minimum) in BATCHING.items()},
                 "additionalProperties": False,
             },
             "steps": _named(_ref("step")),
@@ -144,3 +140,9 @@ def json_schema() -> dict[str, Any]:
             "step": step,
         },
     }
+
+
+def _batching_schema(kind: str, minimum: int) -> dict[str, Any]:
+    if kind == "ints":
+        return {"type": "array", "items": {"type": "integer", "minimum": minimum}}
+    return {"type": "boolean"} if kind == "bool" else {"type": "integer", "minimum": minimum}

@@ -24,6 +24,7 @@ import numpy as np
 __all__ = ["BatchError", "BatchingPolicy", "BatcherStats", "DynamicBatcher", "QueueFullError", "QueueTimeoutError", "RequestError"]
 
 RunBatch = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any]]]
+BatchObserver = Callable[[int, float, float], None]
 
 
 class QueueFullError(RuntimeError):
@@ -123,10 +124,12 @@ def _resolve(f: asyncio.Future[None]) -> None:
 class DynamicBatcher:
     """Batches requests in front of ``run`` (an async callable: stacked inputs → outputs)."""
 
-    def __init__(self, name: str, run: RunBatch, policy: BatchingPolicy, *, concurrency: int = 1) -> None:
+    def __init__(self, name: str, run: RunBatch, policy: BatchingPolicy, *, concurrency: int = 1,
+                 observer: BatchObserver | None = None) -> None:
         self.name = name
         self.policy = policy
         self.stats = BatcherStats()
+        self.observer = observer  # called after each batch: (rows, longest queue wait s, compute s)
         self._run_batch = run
         self._queues: list[deque[_Request]] = [deque() for _ in range(policy.priority_levels)]
         self._concurrency = concurrency
@@ -261,6 +264,8 @@ class DynamicBatcher:
                 return
             finally:
                 s.compute_ns += int((loop.time() - start) * 1e9)
+                if self.observer is not None:
+                    self.observer(rows, start - min(r.arrival for r in batch), loop.time() - start)
             at = 0
             for r in batch:
                 if not r.future.done():

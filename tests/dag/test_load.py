@@ -140,6 +140,21 @@ def test_batching_and_description_are_kept() -> None:
     assert _errors("batching: {max_batch_size: 0}\n" + EXAMPLE) == ["p.yaml:1:28: batching: max_batch_size must be an integer >= 1, found 0"]
 
 
+def test_batching_takes_the_dynamic_batchers_settings() -> None:
+    full = ("batching: {max_batch_size: 8, max_queue_delay_us: 0, max_queue_size: 64, timeout_us: 5000,"
+            " priority_levels: 2, default_priority: 2, preserve_ordering: true}\n")
+    assert load_spec("p.yaml", full + EXAMPLE).batching == {
+        "max_batch_size": 8, "max_queue_delay_us": 0, "max_queue_size": 64, "timeout_us": 5000,
+        "priority_levels": 2, "default_priority": 2, "preserve_ordering": True}
+    bad = "batching: {max_batch_size: 4, preferred_batch_sizes: [8], preserve_ordering: 1, priority_levels: 2, default_priority: 3, max_queue_size: -1}\n"
+    assert _errors(bad + EXAMPLE) == [
+        "p.yaml:1:54: batching: preferred_batch_sizes [8] exceed max_batch_size 4",
+        "p.yaml:1:78: batching: preserve_ordering must be true or false, found 1",
+        "p.yaml:1:119: batching: default_priority 3 is above priority_levels 2 (1 is the highest)",
+        "p.yaml:1:138: batching: max_queue_size must be an integer >= 1, found -1",
+    ]
+
+
 def test_when_takes_a_plain_reference() -> None:
     text = EXAMPLE.replace("    mode: train\n", "    when: decode.flag\n")
     assert load_spec("p.yaml", text).step("flip").when == TensorRef("decode", "flag", Location("p.yaml", 13, 11))

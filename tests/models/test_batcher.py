@@ -357,3 +357,22 @@ def test_policy_from_a_config_section() -> None:
     p = BatchingPolicy.from_section({"max_queue_delay_us": 100, "preferred_batch_sizes": [8, 4, 8], "priority_levels": 2}, 8)
     assert (p.max_batch_size, p.max_queue_delay_us, p.preferred_batch_sizes, p.priority) == (8, 100, (4, 8), 2)
     assert BatchingPolicy.from_section({"max_batch_size": 4}, 0).max_batch_size == 4  # a pipeline's own
+
+
+def test_an_observer_sees_every_batch() -> None:
+    seen: list[tuple[int, float, float]] = []
+
+    async def main() -> None:
+        rec = _Recorder(gate=asyncio.Event())
+        batcher = DynamicBatcher("obs", rec, BatchingPolicy(4), observer=lambda *a: seen.append(a))
+        tasks = [asyncio.ensure_future(batcher.infer({"x": np.full((n, 2), n)})) for n in (1, 2, 1, 3)]
+        await asyncio.sleep(0.01)
+        assert rec.gate is not None
+        rec.gate.set()
+        await asyncio.gather(*tasks)
+        await batcher.close()
+
+    asyncio.run(main())
+    assert [rows for rows, _, _ in seen] == [4, 3]  # 1 + 2 + 1 fill the batch of 4; the 3 does not fit
+    assert all(wait >= 0 and seconds >= 0 for _, wait, seconds in seen)
+    assert seen[0][2] >= 0.009  # the first batch was held at the gate for the 10 ms sleep
