@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ._config import ModelConfig
+from ._gather import gather_inputs
 from ._onnx import ONNX_FILE, OnnxRunner, load_onnx  # onnxruntime itself is imported on first use
 
 __all__ = ["FILES", "TorchRunner", "load_backend", "resolve_device"]
@@ -121,20 +122,7 @@ class TorchRunner:
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         cfg = self.config
-        missing = [n for n in self.input_names if n not in inputs]
-        if missing:
-            raise TypeError(f"model {cfg.name!r}: missing input(s) {', '.join(missing)}")
-        unbatch = False
-        args = []
-        for decl in cfg.model_inputs:
-            x = inputs[decl.name]
-            if cfg.max_batch_size > 0:
-                ndim = np.ndim(x)
-                if ndim == len(decl.shape):
-                    x, unbatch = np.asarray(x)[None], True
-                elif len(x) > cfg.max_batch_size:
-                    raise ValueError(f"model {cfg.name!r}: batch of {len(x)} exceeds max_batch_size {cfg.max_batch_size}")
-            args.append(x)
+        args, unbatch = gather_inputs(cfg, inputs)
         stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
         with torch.inference_mode(), stream:
             tensors = [_to_torch(x, d.datatype, self.device) for x, d in zip(args, cfg.model_inputs)]

@@ -31,6 +31,7 @@ import numpy as np
 from twinpipe.dag import TensorDecl, dtype_of
 
 from ._config import ModelConfig
+from ._gather import gather_inputs
 
 __all__ = ["ONNX_FILE", "OnnxRunner", "load_onnx"]
 
@@ -104,20 +105,8 @@ class OnnxRunner:
         self._bytes_out = tuple(d.datatype == "BYTES" for d in self._outputs)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        cfg = self.config
-        missing = [n for n in self.input_names if n not in inputs]
-        if missing:
-            raise TypeError(f"model {cfg.name!r}: missing input(s) {', '.join(missing)}")
-        unbatch = False
-        feed: dict[str, np.ndarray] = {}
-        for decl, graph_name in zip(self._inputs, self._feed_names):
-            x = np.asarray(inputs[decl.name])
-            if cfg.max_batch_size > 0:
-                if x.ndim == len(decl.shape):
-                    x, unbatch = x[None], True
-                elif len(x) > cfg.max_batch_size:
-                    raise ValueError(f"model {cfg.name!r}: batch of {len(x)} exceeds max_batch_size {cfg.max_batch_size}")
-            feed[graph_name] = self._input(decl, x)
+        args, unbatch = gather_inputs(self.config, inputs)
+        feed = {name: self._input(decl, np.asarray(x)) for decl, name, x in zip(self._inputs, self._feed_names, args)}
         values = self.session.run(self._fetch_names, feed)
         out = {n: _from_ort(v, b) for n, v, b in zip(self.output_names, values, self._bytes_out)}
         return {k: v[0] for k, v in out.items()} if unbatch else out
