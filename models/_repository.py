@@ -41,13 +41,16 @@ class LoadedModel:
         return load_backend(self.config, self.path)
 
     def info(self) -> ModelInfo:
-        """The model as validation sees it: shapes start with the batch -1 when it batches."""
+        """The model as a pipeline step sees it: shapes start with the batch -1 when it batches
+        (``max_batch_size: 0``: the tensors as declared, whole). A sequence model's state tensors
+        are plain inputs and outputs here: a pipeline step wires its state itself."""
         batch = (-1,) if self.config.max_batch_size > 0 else ()
 
         def decl(d: TensorDecl) -> TensorDecl:
             return TensorDecl(d.name, d.datatype, (*batch, *d.shape), d.location)
 
-        return ModelInfo(self.config.name, tuple(map(decl, self.config.inputs)), tuple(map(decl, self.config.outputs)), self.runner)
+        cfg = self.config
+        return ModelInfo(cfg.name, tuple(map(decl, cfg.model_inputs)), tuple(map(decl, cfg.model_outputs)), self.runner)
 
 
 @dataclass

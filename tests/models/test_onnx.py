@@ -3,7 +3,7 @@ only ``onnxruntime``), run through :class:`OnnxRunner` and compared to calling t
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,12 +17,12 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")  # torch.onnx.export(dynamo=False) writes the file with it
 
-from twinpipe.models import ModelConfig, load_config
+from twinpipe.models import ModelConfig, ServedModel, load_config, load_repository
 from twinpipe.models._onnx import ONNX_FILE, OnnxRunner, load_onnx
 
 CONFIG = """\
 name: {name}
-backend: torchscript
+backend: onnx
 max_batch_size: {mbs}
 inputs:
 {inputs}
@@ -88,11 +88,11 @@ def export(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Pat
 
 
 def config(tmp: Path, name: str, inputs: str, outputs: str, mbs: int = 8, extra: str = "") -> ModelConfig:
-    """A config read by :func:`load_config` (which knows no backend onnx yet) and switched to onnx."""
+    """A config read by :func:`load_config`."""
     path = tmp / name / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(CONFIG.format(name=name, mbs=mbs, inputs=inputs, outputs=outputs, extra=extra))
-    return dataclasses.replace(load_config(path), backend="onnx")
+    return load_config(path)
 
 
 CNN_IN = "  pixels: {datatype: FP32, shape: [3, 16, 16]}"
@@ -296,3 +296,27 @@ def test_sequence_state_is_an_extra_input_and_output(tmp_path: Path) -> None:
         np.testing.assert_allclose(out["total"], total + x, atol=1e-6)
         np.testing.assert_allclose(out["mean"], (total + x).mean(-1, keepdims=True), atol=1e-6)
         total = out["total"]
+
+
+def test_a_repository_serves_onnx_models_and_a_corrupt_one_fails_alone(tmp_path: Path) -> None:
+    net = seeded(TinyCNN())
+    export(net, (torch.zeros(2, 3, 16, 16),), tmp_path / "good" / "1" / ONNX_FILE, ["x"], ["y"])
+    config(tmp_path, "good", CNN_IN, CNN_OUT, extra="instances: {count: 2}\ndynamic_batching: {max_queue_delay_us: 1000}\n")
+    (tmp_path / "bad" / "1").mkdir(parents=True)
+    (tmp_path / "bad" / "1" / ONNX_FILE).write_bytes(os.urandom(300))
+    config(tmp_path, "bad", CNN_IN, CNN_OUT)
+    repo = load_repository(tmp_path)
+    assert set(repo.models) == {"good"}
+    assert "cannot load model 'bad' version 1 (onnx)" in str(repo.errors["bad"])
+    rng = fresh_rng()
+    xs = [rng.standard_normal((int(n), 3, 16, 16)).astype(np.float32) for n in rng.integers(1, 4, 12)]
+
+    async def main() -> list[dict[str, np.ndarray]]:
+        served = ServedModel(repo.get("good"))
+        got = await asyncio.gather(*(served.infer({"pixels": x}) for x in xs))
+        await served.close()
+        return list(got)
+
+    with torch.no_grad():
+        for x, got in zip(xs, asyncio.run(main())):
+            np.testing.assert_allclose(got["logits"], net(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)

@@ -134,3 +134,60 @@ def test_a_pipeline_model_step_is_type_checked_against_the_config(tmp_path: Path
     [d] = info.value.diagnostics
     assert (d.location.line, d.step) == (5, "net")
     assert "input 'x' of model 'scale': expected FP32 [-1, 3], found INT64 [-1, 3]" in d.message
+
+
+def test_a_model_without_a_batch_dimension_takes_pipeline_tensors_whole(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "lin" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "lin" / "1" / "m.py").write_text("def build():\n    return lambda x: (x * 2, x.sum())\n")
+    (tmp_path / "repo" / "lin" / "config.yaml").write_text(textwrap.dedent("""\
+        name: lin
+        backend: python
+        factory: m:build
+        max_batch_size: 0
+        inputs: {x: {datatype: FP32, shape: [-1, 4]}}
+        outputs: {y: {datatype: FP32, shape: [-1, 4]}, total: {datatype: FP32, shape: []}}
+        """))
+    pipe_text = textwrap.dedent("""\
+        name: p
+        inputs: {x: {datatype: FP32, shape: [-1, 4]}}
+        outputs: {y: {datatype: FP32, shape: [-1, 4], from: lin.y}}
+        steps:
+          lin: {model: lin, inputs: {x: x}}
+        """)
+    (tmp_path / "p.yaml").write_text(pipe_text)
+    repo = load_repository(tmp_path / "repo")
+    pipe = load_pipeline(tmp_path / "p.yaml", models=repo.model_infos())
+    x = np.random.default_rng().standard_normal((3, 4)).astype(np.float32) + 5
+    np.testing.assert_array_equal(pipe(x=x)["y"], x * 2)  # the batch of 3 as one tensor
+    # declared per sample ([4]) it cannot take the pipeline's batch: a clear type error at load
+    (tmp_path / "repo" / "lin" / "config.yaml").write_text(
+        (tmp_path / "repo" / "lin" / "config.yaml").read_text().replace("shape: [-1, 4]", "shape: [4]"))
+    with pytest.raises(PipelineError, match=r"step 'lin': input 'x' of model 'lin': expected FP32 \[4\], found FP32 \[-1, 4\]"):
+        load_pipeline(tmp_path / "p.yaml", models=load_repository(tmp_path / "repo").model_infos())
+
+
+def test_a_sequence_models_state_is_wired_by_a_pipeline_step_itself(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "acc" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "acc" / "1" / "m.py").write_text("def build():\n    return lambda x, h: (x + h, x + h)\n")
+    (tmp_path / "repo" / "acc" / "config.yaml").write_text(textwrap.dedent("""\
+        name: acc
+        backend: python
+        factory: m:build
+        max_batch_size: 4
+        inputs: {x: {datatype: FP32, shape: [2]}}
+        outputs: {y: {datatype: FP32, shape: [2]}}
+        sequence_batching:
+          state: {h: {input: h_in, output: h_out, datatype: FP32, shape: [2], initial: 1}}
+        """))
+    (tmp_path / "p.yaml").write_text(textwrap.dedent("""\
+        name: p
+        inputs: {x: {datatype: FP32, shape: [-1, 2]}, h: {datatype: FP32, shape: [-1, 2]}}
+        outputs: {y: {datatype: FP32, shape: [-1, 2], from: acc.y}, h: {datatype: FP32, shape: [-1, 2], from: acc.h_out}}
+        steps:
+          acc: {model: acc, inputs: {x: x, h_in: h}}
+        """))
+    pipe = load_pipeline(tmp_path / "p.yaml", models=load_repository(tmp_path / "repo").model_infos())
+    x, h = np.full((2, 2), 3, np.float32), np.full((2, 2), 4, np.float32)
+    out = pipe(x=x, h=h)
+    np.testing.assert_array_equal(out["y"], x + h)
+    np.testing.assert_array_equal(out["h"], x + h)
