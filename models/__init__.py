@@ -22,7 +22,7 @@ from ._batcher import (
 from ._config import ModelConfig, VersionPolicy, load_config
 from ._instances import InstancePool
 from ._onnx import OnnxRunner
-from ._repository import LoadedModel, Repository, load_repository
+from ._repository import LoadedModel, Repository, load_model, load_repository
 from ._sequence import SequenceBatcher, SequenceError
 from ._serving import InferInputError, ServedModel, ServedPipeline, check_inputs
 
@@ -50,6 +50,7 @@ __all__ = [
     "check_inputs",
     "load_backend",
     "load_config",
+    "load_model",
     "load_repository",
     "resolve_device",
 ]

@@ -94,6 +94,7 @@ class BatcherStats:
     queue_ns: int = 0
     compute_ns: int = 0
     batch_sizes: dict[int, int] = field(default_factory=dict)  # rows → how many batches
+    batch_compute_ns: dict[int, int] = field(default_factory=dict)  # rows → their compute time
 
 
 @dataclass(eq=False)
@@ -263,7 +264,9 @@ class DynamicBatcher:
                         r.future.set_exception(error)
                 return
             finally:
-                s.compute_ns += int((loop.time() - start) * 1e9)
+                took = int((loop.time() - start) * 1e9)
+                s.compute_ns += took
+                s.batch_compute_ns[rows] = s.batch_compute_ns.get(rows, 0) + took
                 if self.observer is not None:
                     self.observer(rows, start - min(r.arrival for r in batch), loop.time() - start)
             at = 0

@@ -20,7 +20,7 @@ from ._backends import FILES, TorchRunner, load_backend
 from ._config import ModelConfig, load_config
 from ._onnx import OnnxRunner
 
-__all__ = ["LoadedModel", "Repository", "load_repository"]
+__all__ = ["LoadedModel", "Repository", "load_model", "load_repository"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,12 @@ def load_repository(path: str | os.PathLike[str]) -> Repository:
         except PipelineError as e:
             repo.errors[folder.name] = e
     return repo
+
+
+def load_model(folder: str | os.PathLike[str]) -> dict[int, LoadedModel]:
+    """Load one model folder (its config and the versions its policy selects); raises
+    :class:`PipelineError` with every problem found."""
+    return _load_model(Path(folder))
 
 
 def _load_model(folder: Path) -> dict[int, LoadedModel]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from twinpipe.dag import Pipeline, TensorDecl, dtype_of
+from twinpipe.dag import Pipeline, RunStats, TensorDecl, dtype_of
 
 from ._batcher import BatcherStats, BatchingPolicy, DynamicBatcher
 from ._instances import InstancePool
@@ -124,6 +124,7 @@ class ServedPipeline:
         self.name = f"pipeline {pipeline.name!r}"
         self.batcher: DynamicBatcher | None = None
         self._stats = BatcherStats()
+        self.on_stats: Callable[[RunStats], None] | None = None  # each run's step timings (metrics)
         wanted = set(pipeline.inputs)  # per sample: a pipeline's declared shapes start with the batch
         self._decls = tuple(replace(d, shape=d.shape[1:]) for d in pipeline.spec.inputs if d.name in wanted)
         batching = pipeline.spec.batching
@@ -136,7 +137,10 @@ class ServedPipeline:
         return self.batcher.stats if self.batcher else self._stats
 
     async def _run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        return await self.pipeline.executor.run_async(inputs)
+        out, stats = await self.pipeline.executor.run_with_stats_async(inputs)
+        if self.on_stats is not None:
+            self.on_stats(stats)
+        return out
 
     async def infer(self, inputs: Mapping[str, Any], *, priority: int | None = None, timeout_us: int | None = None) -> dict[str, Any]:
         """Run one request (inputs by name, batch first)."""
@@ -163,4 +167,7 @@ async def _timed(stats: BatcherStats, work: Any, rows: int) -> dict[str, Any]:
         stats.failed += 1
         raise
     finally:
-        stats.compute_ns += int((loop.time() - start) * 1e9)
+        took = int((loop.time() - start) * 1e9)
+        stats.compute_ns += took
+        stats.batch_sizes[rows] = stats.batch_sizes.get(rows, 0) + 1
+        stats.batch_compute_ns[rows] = stats.batch_compute_ns.get(rows, 0) + took

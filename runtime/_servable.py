@@ -1,0 +1,240 @@
+"""One servable of the Engine — a model version or a pipeline — as clients see it: how to run it,
+its metadata, its config in Triton's shape, its statistics and its counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from twinpipe.dag import ModelInfo, RunStats, TensorDecl
+from twinpipe.models import BatcherStats, ServedModel, ServedPipeline
+
+from ._errors import DeadlineError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = ["InferResponse", "Servable", "model_servable", "pipeline_servable"]
+
+_PLATFORMS = {"torchscript": ("pytorch", "pytorch_libtorch"), "torch_export": ("pytorch", "torch_export"),
+              "onnx": ("onnxruntime", "onnxruntime_onnx"), "python": ("python", "")}
+
+
+@dataclass
+class InferResponse:
+    """What a request gets back: outputs by name, with their KServe datatypes."""
+
+    model_name: str
+    model_version: str
+    id: str
+    outputs: dict[str, Any]
+    datatypes: dict[str, str]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Counts:
+    success: int = 0
+    success_ns: int = 0
+    fail: int = 0
+    fail_ns: int = 0
+    last_ms: int = 0
+
+
+class Servable:
+    """A loaded model version or pipeline behind the Engine."""
+
+    def __init__(self, kind: str, name: str, version: str, served: ServedModel | ServedPipeline, engine: Engine,
+                 inputs: tuple[TensorDecl, ...], outputs: tuple[TensorDecl, ...], max_batch_size: int) -> None:
+        self.kind, self.name, self.version, self.served = kind, name, version, served
+        self.engine = engine
+        self.label = f"{kind} {name!r}" + (f" version {version}" if kind == "model" else "")
+        self.inputs, self.outputs, self.max_batch_size = inputs, outputs, max_batch_size
+        self.datatypes = {d.name: d.datatype for d in outputs}
+        self.uses: set[str] = set()  # pipelines: the models their steps name
+        self.counts = _Counts()
+        batcher = served.batcher
+        if batcher is not None:
+            batcher.observer = self._batch_done
+
+    @property
+    def metrics(self) -> Any:
+        return getattr(self.engine, "metrics", None)
+
+    def _batch_done(self, rows: int, wait_s: float, compute_s: float) -> None:
+        if self.metrics is not None:
+            self.metrics.batch(self.name, self.version, rows, queue_s=wait_s, compute_s=compute_s)
+
+    def _steps_done(self, stats: RunStats) -> None:
+        if self.metrics is not None:
+            for step, seconds in stats.step_seconds.items():
+                self.metrics.step(self.name, step, seconds)
+
+    def info(self) -> ModelInfo:
+        assert isinstance(self.served, ServedModel)
+        return self.served.model.info()
+
+    def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> Awaitable[Mapping[str, Any]]:
+        priority, timeout_us = options.get("priority"), options.get("timeout_us")
+        if isinstance(self.served, ServedModel):
+            return self.served.infer(inputs, priority=priority, timeout_us=timeout_us,
+                                     sequence_id=options.get("sequence_id"), sequence_start=options.get("sequence_start", False),
+                                     sequence_end=options.get("sequence_end", False))
+        if options.get("sequence_id") is not None or options.get("sequence_start") or options.get("sequence_end"):
+            raise InvalidArgumentError(f"{self.label} is not a sequence model; it takes no sequence_id/start/end")
+        work = self.served.infer(inputs, priority=priority, timeout_us=timeout_us)
+        if timeout_us and self.served.batcher is None:  # no queue to time out in: bound the whole run
+            return _deadline(work, timeout_us, self.label)
+        return work
+
+    def select(self, result: Mapping[str, Any], requested: Sequence[str] | None) -> dict[str, Any]:
+        """The requested outputs (all when None), in the order asked."""
+        if not requested:
+            return dict(result)
+        unknown = [n for n in requested if n not in result]
+        if unknown:
+            raise InvalidArgumentError(f"{self.label} has no output {unknown[0]!r}; its outputs are: {', '.join(result)}")
+        return {n: result[n] for n in requested}
+
+    def count(self, ok: bool, seconds: float, reason: str = "") -> None:
+        c, ns = self.counts, int(seconds * 1e9)
+        if ok:
+            c.success, c.success_ns = c.success + 1, c.success_ns + ns
+        else:
+            c.fail, c.fail_ns = c.fail + 1, c.fail_ns + ns
+        c.last_ms = int(time.time() * 1000)
+        if self.metrics is not None:
+            self.metrics.request(self.name, self.version, ok=ok, reason=reason or None, request_s=seconds)
+
+    # -- what clients read -----------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        versions = sorted(self.engine._servables.get(self.name, {self.version: self}), key=int)
+
+        def tensor(d: TensorDecl) -> dict[str, Any]:
+            return {"name": d.name, "datatype": d.datatype, "shape": list(self._client_shape(d))}
+
+        return {"name": self.name, "versions": versions, "platform": self.platform,
+                "inputs": [tensor(d) for d in self.inputs], "outputs": [tensor(d) for d in self.outputs]}
+
+    def _client_shape(self, d: TensorDecl) -> tuple[int, ...]:
+        return (-1, *d.shape) if self.max_batch_size > 0 else d.shape
+
+    @property
+    def platform(self) -> str:
+        if isinstance(self.served, ServedPipeline):
+            return "ensemble"
+        return _PLATFORMS[self.served.config.backend][1] or "python"
+
+    def config(self) -> dict[str, Any]:
+        """The config in the shape of Triton's ModelConfig (proto field names)."""
+
+        def tensor(d: TensorDecl) -> dict[str, Any]:
+            return {"name": d.name, "data_type": "TYPE_" + d.datatype if d.datatype != "BYTES" else "TYPE_STRING",
+                    "dims": list(d.shape)}
+
+        out: dict[str, Any] = {"name": self.name, "platform": self.platform, "max_batch_size": self.max_batch_size,
+                               "input": [tensor(d) for d in self.inputs], "output": [tensor(d) for d in self.outputs],
+                               "model_transaction_policy": {"decoupled": False}}
+        if isinstance(self.served, ServedPipeline):
+            out["ensemble_scheduling"] = {"step": [_ensemble_step(s) for s in self.served.pipeline.spec.steps]}
+            batcher = self.served.batcher
+        else:
+            cfg = self.served.config
+            out["backend"] = _PLATFORMS[cfg.backend][0]
+            out["instance_group"] = [{"count": cfg.instance_count,
+                                      "kind": "KIND_GPU" if self.served.model.runner.device.__str__().startswith("cuda") else "KIND_CPU"}]
+            policy = cfg.version_policy
+            out["version_policy"] = ({"all": {}} if policy.kind == "all" else {"specific": {"versions": list(policy.versions)}}
+                                     if policy.kind == "specific" else {"latest": {"num_versions": policy.latest}})
+            if cfg.sequence_batching is not None:
+                out["sequence_batching"] = _sequence_config(cfg.sequence_batching)
+            batcher = self.served.batcher
+        if batcher is not None:
+            p = batcher.policy
+            queue: dict[str, Any] = {"allow_timeout_override": True}
+            if p.timeout_us:
+                queue["default_timeout_microseconds"] = p.timeout_us
+            if p.max_queue_size:
+                queue["max_queue_size"] = p.max_queue_size
+            out["dynamic_batching"] = {"preferred_batch_size": list(p.preferred_batch_sizes),
+                                       "max_queue_delay_microseconds": p.max_queue_delay_us,
+                                       "preserve_ordering": p.preserve_ordering, "priority_levels": p.priority_levels,
+                                       "default_priority_level": p.priority, "default_queue_policy": queue}
+        return out
+
+    def statistics(self) -> dict[str, Any]:
+        """Triton's ModelStatistics shape: counts and cumulative nanoseconds."""
+        s: BatcherStats = self.served.stats
+        c = self.counts
+        ok = c.success
+        return {
+            "name": self.name, "version": self.version, "last_inference": c.last_ms,
+            "inference_count": s.rows, "execution_count": s.batches,
+            "inference_stats": {"success": {"count": ok, "ns": c.success_ns}, "fail": {"count": c.fail, "ns": c.fail_ns},
+                                "queue": {"count": ok, "ns": s.queue_ns}, "compute_input": {"count": ok, "ns": 0},
+                                "compute_infer": {"count": ok, "ns": s.compute_ns}, "compute_output": {"count": ok, "ns": 0}},
+            "batch_stats": [{"batch_size": n, "compute_infer": {"count": k, "ns": s.batch_compute_ns.get(n, 0)}}
+                            for n, k in sorted(s.batch_sizes.items())],
+        }
+
+    async def close(self) -> None:
+        await self.served.close()
+
+    def close_now(self) -> None:
+        if isinstance(self.served, ServedModel):
+            self.served.pool.close()
+
+
+def model_servable(served: ServedModel, engine: Engine) -> Servable:
+    cfg = served.config
+    return Servable("model", cfg.name, str(served.model.version), served, engine, cfg.inputs, cfg.outputs, cfg.max_batch_size)
+
+
+def pipeline_servable(served: ServedPipeline, engine: Engine) -> Servable:
+    pipe = served.pipeline
+    spec = pipe.spec
+    mbs = served.batcher.policy.max_batch_size if served.batcher is not None else 0
+
+    def shape(d: TensorDecl) -> TensorDecl:  # a batching pipeline's dims exclude the batch, as a model's
+        return TensorDecl(d.name, d.datatype, d.shape[1:] if mbs else d.shape, d.location)
+
+    wanted_in, wanted_out = set(pipe.inputs), set(pipe.outputs)
+    s = Servable("pipeline", pipe.name, "1", served, engine, tuple(shape(d) for d in spec.inputs if d.name in wanted_in),
+                 tuple(shape(d) for d in spec.outputs if d.name in wanted_out), mbs)
+    s.uses = {st.target.split(":")[0] for st in spec.steps if st.kind == "model"}
+    served.on_stats = s._steps_done
+    return s
+
+
+def _ensemble_step(step: Any) -> dict[str, Any]:
+    name = step.target if step.kind == "model" else f"{step.kind}:{step.target}"
+    model, _, version = name.partition(":") if step.kind == "model" else (name, "", "")
+    return {"model_name": model, "model_version": int(version) if version.isdigit() else -1,
+            "input_map": {k: str(ref) for k, ref in step.inputs.items()}, "output_map": {}}
+
+
+def _sequence_config(section: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"max_sequence_idle_microseconds": section.get("max_sequence_idle_us", 1_000_000)}
+    if section.get("strategy", "oldest") == "direct":
+        out["direct"] = {}
+    else:
+        oldest: dict[str, Any] = {"max_queue_delay_microseconds": section.get("max_queue_delay_us", 0)}
+        if "max_candidate_sequences" in section:
+            oldest["max_candidate_sequences"] = section["max_candidate_sequences"]
+        out["oldest"] = oldest
+    out["state"] = [{"input_name": s["input"], "output_name": s["output"],
+                     "data_type": "TYPE_" + s["datatype"] if s["datatype"] != "BYTES" else "TYPE_STRING", "dims": list(s["shape"])}
+                    for s in (section.get("state") or {}).values()]
+    return out
+
+
+async def _deadline(work: Awaitable[Mapping[str, Any]], timeout_us: int, label: str) -> Mapping[str, Any]:
+    try:
+        return await asyncio.wait_for(work, timeout_us / 1e6)
+    except TimeoutError:
+        raise DeadlineError(f"{label}: the request did not finish within its timeout of {timeout_us} µs") from None
