@@ -1,11 +1,12 @@
-"""The shipped pipelines and their small assets (sample images, label files), found by name."""
+"""The shipped pipelines, their small assets (sample images, label files) and the model repository
+they use (``models/``: ``color_net``, for ``classify_color``), found by name."""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["asset_path", "pipelines_dir", "shipped_pipelines"]
+__all__ = ["asset_path", "models_dir", "pipelines_dir", "shipped_pipelines"]
 
 
 def pipelines_dir() -> Path:
@@ -13,8 +14,19 @@ def pipelines_dir() -> Path:
     return Path(str(resources.files(__name__)))
 
 
+def models_dir() -> Path:
+    """The shipped model repository (``<model>/config.yaml`` + ``<model>/<version>/model.pt``): the
+    models the shipped pipelines' model steps name, and what a server without a repository serves.
+
+        repo = twinpipe.models.load_repository(models_dir())
+        pipe = load_pipeline("classify_color", models=repo.model_infos())
+    """
+    return pipelines_dir() / "models"
+
+
 def shipped_pipelines() -> list[str]:
-    """Names of the shipped pipelines, e.g. ``imagenet_preprocess``."""
+    """Names of the shipped pipelines, e.g. ``imagenet_preprocess``. Those with model steps
+    (``classify_color``) load with the models of :func:`models_dir`."""
     return sorted(p.stem for p in pipelines_dir().glob("*.yaml"))
 
 

@@ -282,6 +282,8 @@ class Engine:
             servable.count(False, 0.0, "UNAVAILABLE")
             raise UnavailableError(f"too many requests in flight ({self.max_inflight}, max_inflight); try again later")
         self._inflight += 1
+        if self.metrics is not None:
+            self.metrics.inflight(servable.name, 1)
         try:
             options = _options(parameters or {})
             result = await _translate(servable.infer(inputs, options), servable.label)
@@ -293,6 +295,8 @@ class Engine:
             raise
         finally:
             self._inflight -= 1
+            if self.metrics is not None:
+                self.metrics.inflight(servable.name, -1)
 
     @property
     def inflight(self) -> int:

@@ -140,20 +140,19 @@ class Servable:
         out: dict[str, Any] = {"name": self.name, "platform": self.platform, "max_batch_size": self.max_batch_size,
                                "input": [tensor(d) for d in self.inputs], "output": [tensor(d) for d in self.outputs],
                                "model_transaction_policy": {"decoupled": False}}
-        if isinstance(self.served, ServedPipeline):
+        if isinstance(self.served, ServedPipeline):  # scheduling is one of ensemble/dynamic/sequence
             out["ensemble_scheduling"] = {"step": [_ensemble_step(s) for s in self.served.pipeline.spec.steps]}
-            batcher = self.served.batcher
-        else:
-            cfg = self.served.config
-            out["backend"] = _PLATFORMS[cfg.backend][0]
-            out["instance_group"] = [{"count": cfg.instance_count,
-                                      "kind": "KIND_GPU" if self.served.model.runner.device.__str__().startswith("cuda") else "KIND_CPU"}]
-            policy = cfg.version_policy
-            out["version_policy"] = ({"all": {}} if policy.kind == "all" else {"specific": {"versions": list(policy.versions)}}
-                                     if policy.kind == "specific" else {"latest": {"num_versions": policy.latest}})
-            if cfg.sequence_batching is not None:
-                out["sequence_batching"] = _sequence_config(cfg.sequence_batching)
-            batcher = self.served.batcher
+            return out
+        cfg = self.served.config
+        out["backend"] = _PLATFORMS[cfg.backend][0]
+        out["instance_group"] = [{"count": cfg.instance_count,
+                                  "kind": "KIND_GPU" if str(self.served.model.runner.device).startswith("cuda") else "KIND_CPU"}]
+        policy = cfg.version_policy
+        out["version_policy"] = ({"all": {}} if policy.kind == "all" else {"specific": {"versions": list(policy.versions)}}
+                                 if policy.kind == "specific" else {"latest": {"num_versions": policy.latest}})
+        if cfg.sequence_batching is not None:
+            out["sequence_batching"] = _sequence_config(cfg.sequence_batching)
+        batcher = self.served.batcher
         if batcher is not None:
             p = batcher.policy
             queue: dict[str, Any] = {"allow_timeout_override": True}

@@ -6,6 +6,7 @@
     twinpipe ops [NAME] [--json]                      list the ops, or describe one
     twinpipe schema                                   the JSON Schema of pipeline files, for editors
     twinpipe demo [IMAGE] [--out DIR]                 the image ops over a real photo
+    twinpipe serve [--repository DIR] [--grpc-port 8001] [--metrics-port 8002]   the server
 
 A user error prints a message and exits with status 1 (2 for a malformed command line); it
 never prints a Python traceback.
@@ -40,11 +41,39 @@ from ._run_io import OUTPUT_FORMATS, UserError, parse_inputs, write_outputs
 __all__ = ["main"]
 
 
+def _models(args: argparse.Namespace, paths: Sequence[str]) -> dict[str, Any] | None:
+    """The model steps' models: ``--repository``, else the shipped model repository — loaded
+    only when one of the pipelines has a model step."""
+    from pathlib import Path
+
+    from twinpipe.dag import load_spec
+    from twinpipe.models import load_repository
+    from twinpipe.pipelines import pipelines_dir
+
+    given = getattr(args, "repository", None)
+    if not given:
+        try:
+            if not any(st.kind == "model" for p in paths for st in load_spec(p).steps):
+                return None
+        except (PipelineError, OSError):
+            return None  # the check itself reports it
+    root = Path(given) if given else pipelines_dir() / "models"
+    if not root.is_dir():
+        if given:
+            raise UserError(f"--repository {given}: not a folder")
+        return None
+    repo = load_repository(root)
+    for name, error in repo.errors.items():
+        print(f"twinpipe: model {name!r} did not load:\n{error}", file=sys.stderr)
+    return repo.model_infos()
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
+    models = _models(args, args.files)
     for path in args.files:
         try:
-            valid = check(path, search_paths=DEFAULT_SEARCH_PATHS)
+            valid = check(path, models=models, search_paths=DEFAULT_SEARCH_PATHS)
         except PipelineError as e:
             failed += 1
             print(e, file=sys.stderr)
@@ -57,9 +86,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _load(name: str) -> Any:
+def _load(name: str, args: argparse.Namespace) -> Any:
     try:
-        return load_pipeline(name)
+        path = find_pipeline(name, DEFAULT_SEARCH_PATHS)
+        return load_pipeline(path, models=_models(args, [str(path)]))
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
 
@@ -67,7 +97,7 @@ def _load(name: str) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.output == "npz" and not args.out:
         raise UserError("--output npz writes a file: give --out FILE.npz")
-    pipe = _load(args.pipeline)
+    pipe = _load(args.pipeline, args)
     inputs = parse_inputs(args.input or [], pipe)
     try:
         outputs = pipe.run(inputs, mode=args.mode, rng=args.seed)
@@ -79,7 +109,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_graph(args: argparse.Namespace) -> int:
     try:
-        valid = check(find_pipeline(args.pipeline), search_paths=DEFAULT_SEARCH_PATHS)
+        path = str(find_pipeline(args.pipeline))
+        valid = check(path, models=_models(args, [path]), search_paths=DEFAULT_SEARCH_PATHS)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
     if args.format == "png":
@@ -140,12 +171,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.image, args.out)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ._serve import serve
+
+    return asyncio.run(serve(args.repository, host=args.host, grpc_port=args.grpc_port,
+                             metrics_port=None if args.metrics_port < 0 else args.metrics_port, grace_s=args.grace,
+                             max_inflight=args.max_inflight, max_message_mb=args.max_message_mb))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinpipe", description="One pre/post-processing pipeline for training and serving.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check pipeline files; every error with file, line and step")
     p.add_argument("files", nargs="+", metavar="FILE", help="pipeline .yaml files")
+    p.add_argument("--repository", "-r", help="the model repository for model steps (default: the shipped one)")
     p.set_defaults(fn=_cmd_validate)
 
     p = sub.add_parser("run", help="run a pipeline on inputs given on the command line")
@@ -156,12 +198,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed for train-mode randomness")
     p.add_argument("--output", choices=OUTPUT_FORMATS, default="json", help="json (stdout, default) or npz (needs --out)")
     p.add_argument("--out", help="write the outputs to this file")
+    p.add_argument("--repository", "-r", help="the model repository for model steps (default: the shipped one)")
     p.set_defaults(fn=_cmd_run)
 
     p = sub.add_parser("graph", help="a picture of a pipeline's DAG with ops and tensor types")
     p.add_argument("pipeline", help="a shipped pipeline's name or a .yaml path")
     p.add_argument("--format", choices=["mermaid", "dot", "png"], default="mermaid")
     p.add_argument("--out", help="write to this file (required for png)")
+    p.add_argument("--repository", "-r", help="the model repository for model steps (default: the shipped one)")
     p.set_defaults(fn=_cmd_graph)
 
     p = sub.add_parser("ops", help="list the registered ops, or describe one")
@@ -171,6 +215,18 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the JSON Schema of pipeline files (for editors)")
     p.set_defaults(fn=_cmd_schema)
+
+    p = sub.add_parser("serve", help="serve a repository of models and pipelines over gRPC (KServe v2, Triton clients)",
+                       description="Serve a repository of models (<model>/config.yaml) and pipelines (<name>.yaml) over "
+                                   "gRPC, with Prometheus metrics; without --repository, the shipped default repository.")
+    p.add_argument("--repository", "-r", help="the repository folder (default: the shipped pipelines and model)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0 picks a free one)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002; 0 picks one; -1 turns it off)")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds requests in flight get at shutdown (default 10)")
+    p.add_argument("--max-inflight", type=int, default=1024, help="requests in flight before new ones are refused (default 1024)")
+    p.add_argument("--max-message-mb", type=int, default=256, help="largest gRPC message in MiB (default 256)")
+    p.set_defaults(fn=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the shipped image ops over a real sample photo")
     p.add_argument("image", nargs="?", help="an image file (default: the shipped coffee.jpg)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ["twinpipe.ops", "twinpipe.ops.image", "twinpipe.ops.testing", "twinpipe.ops.classify", "twinpipe.ops.detect", "twinpipe.ops.segment", "twinpipe.ops.tabular", "twinpipe.ops.text", "twinpipe.dag", "twinpipe.models", "twinpipe.runtime", "twinpipe.pipelines"]
+SUBPACKAGES = ["twinpipe.ops", "twinpipe.ops.image", "twinpipe.ops.testing", "twinpipe.ops.classify", "twinpipe.ops.detect", "twinpipe.ops.segment", "twinpipe.ops.tabular", "twinpipe.ops.text", "twinpipe.dag", "twinpipe.models", "twinpipe.runtime", "twinpipe.runtime._proto", "twinpipe.pipelines"]
 FOLDERS = {"ops": "twinpipe/ops", "dag": "twinpipe/dag", "models": "twinpipe/models", "runtime": "twinpipe/runtime", "pipelines": "twinpipe/pipelines"}
 
 

@@ -7,16 +7,19 @@ import torch
 from torchvision.transforms import v2
 
 from twinpipe.dag import load_pipeline
+from twinpipe.models import load_repository
 from twinpipe.ops import image
-from twinpipe.pipelines import asset_path, shipped_pipelines
+from twinpipe.pipelines import asset_path, models_dir, shipped_pipelines
 
 PHOTOS = ["coffee.jpg", "chelsea.jpg", "astronaut.jpg"]
 
 
 def test_shipped_pipelines_are_found_by_name() -> None:
-    assert {"imagenet_preprocess", "detection_letterbox"} <= set(shipped_pipelines())
+    assert {"imagenet_preprocess", "detection_letterbox", "classify_color"} <= set(shipped_pipelines())
+    repo = load_repository(models_dir())  # the shipped models, for the pipelines with model steps
+    assert repo.errors == {}
     for name in shipped_pipelines():
-        assert load_pipeline(name).spec.name == name
+        assert load_pipeline(name, models=repo.model_infos()).spec.name == name
 
 
 def test_imagenet_preprocess_is_the_torchvision_eval_transform_within_one_uint8_step() -> None:

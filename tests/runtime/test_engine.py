@@ -208,7 +208,7 @@ def test_metadata_config_and_statistics_have_tritons_shape(engine: Engine) -> No
     assert cfg["dynamic_batching"]["max_queue_delay_microseconds"] == 1000
     assert cfg["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
     pipe = engine.get("twice").config()
-    assert pipe["platform"] == "ensemble" and pipe["max_batch_size"] == 4
+    assert pipe["platform"] == "ensemble" and pipe["max_batch_size"] == 4 and "dynamic_batching" not in pipe
     assert [s["model_name"] for s in pipe["ensemble_scheduling"]["step"]] == ["double", "double"]
     seq = engine.get("acc").config()["sequence_batching"]
     assert seq["oldest"] == {"max_queue_delay_microseconds": 0} and seq["state"][0]["input_name"] == "h_in"

@@ -1,0 +1,54 @@
+"""``twinpipe serve``: the Engine behind the gRPC frontend and the metrics endpoint, until
+SIGTERM/SIGINT — then stop accepting, let requests in flight finish within a grace period, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ._engine import Engine
+from ._grpc import GrpcFrontend
+from ._metrics import Metrics
+
+__all__ = ["serve"]
+
+
+async def serve(repository: str | Path | None = None, *, host: str = "0.0.0.0", grpc_port: int = 8001,
+                metrics_port: int | None = 8002, grace_s: float = 10.0, max_inflight: int = 1024,
+                max_message_mb: int = 256, out: TextIO = sys.stdout) -> int:
+    """Serve until a signal; returns the process exit code."""
+    metrics = Metrics() if metrics_port is not None else None
+    engine = Engine(repository, max_inflight=max_inflight, metrics=metrics)
+    frontend = GrpcFrontend(engine, host=host, port=grpc_port, max_message_bytes=max_message_mb << 20)
+    port = await frontend.start()
+    scrape = await metrics.serve(host, metrics_port) if metrics is not None and metrics_port is not None else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    rows = engine.index()
+    ready = [r["name"] for r in rows if r["state"] == "READY"]
+    print(f"twinpipe: serving {len(ready)} model(s) and pipeline(s) from {engine.pipelines_root}", file=out)
+    for r in rows:
+        if r["state"] != "READY":
+            print(f"twinpipe: {r['name']} is UNAVAILABLE: {r['reason'].splitlines()[0]}", file=out)
+    metrics_at = f" metrics=http://{shown}:{scrape.port}/metrics" if scrape is not None else ""
+    print(f"twinpipe: listening grpc={shown}:{port}{metrics_at}", file=out)
+    print(f"twinpipe: try  python examples/client.py --url {shown}:{port}", file=out, flush=True)
+    await stop.wait()
+    print(f"twinpipe: stopping; {engine.inflight} request(s) in flight get {grace_s:g} s", file=out, flush=True)
+    engine.closing = True
+    await frontend.stop(grace_s)
+    await engine.drain(0)
+    if scrape is not None:
+        await scrape.close()
+    with contextlib.suppress(Exception):
+        await engine.aclose()
+    print("twinpipe: stopped", file=out, flush=True)
+    return 0

@@ -1,0 +1,118 @@
+"""Start ``twinpipe serve`` as a subprocess on free loopback ports, and build test repositories."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+             "FP16", "FP32", "FP64", "BF16", "BYTES")
+
+PYTHON_MODELS = {
+    # an echo per datatype: the output is the input
+    **{f"echo_{dt.lower()}": (f"max_batch_size: 8\ninputs: {{x: {{datatype: {dt}, shape: [-1]}}}}\n"
+                              f"outputs: {{y: {{datatype: {dt}, shape: [-1]}}}}\n",
+                              "def build():\n    return lambda x: x\n") for dt in DATATYPES},
+    "slow": ("max_batch_size: 1\ninputs: {x: {datatype: INT32, shape: [1]}}\noutputs: {y: {datatype: INT32, shape: [1]}}\n"
+             "dynamic_batching: {max_queue_size: 2}\n",
+             "import time\ndef build():\n    def run(x):\n        time.sleep(float(x.reshape(-1)[0]) / 1000)\n        return x + 1\n    return run\n"),
+    "boom": ("max_batch_size: 4\ninputs: {x: {datatype: FP32, shape: [1]}}\noutputs: {y: {datatype: FP32, shape: [1]}}\n",
+             "def build():\n    def run(x):\n        if (x < 0).any():\n            raise ValueError('negative input')\n        return x\n    return run\n"),
+    "acc": ("max_batch_size: 4\ninputs: {x: {datatype: FP32, shape: [2]}}\noutputs: {y: {datatype: FP32, shape: [2]}}\n"
+            "sequence_batching:\n  state: {h: {input: h_in, output: h_out, datatype: FP32, shape: [2], initial: 1}}\n",
+            "def build():\n    return lambda x, h: (x + h, x + h)\n"),
+}
+
+CNN_CONFIG = """\
+name: cnn
+backend: torchscript
+max_batch_size: 16
+inputs: {pixels: {datatype: FP32, shape: [3, 32, 32]}}
+outputs: {logits: {datatype: FP32, shape: [10]}}
+device: cpu
+instances: {count: 2}
+dynamic_batching: {max_queue_delay_us: 2000, preferred_batch_sizes: [8, 16]}
+"""
+
+# JPEG in, top-3 out: decode → the fused resize/crop/normalise → the CNN → softmax → top-k
+CLASSIFY = """\
+name: classify
+inputs: {image: {datatype: BYTES, shape: [-1]}}
+outputs:
+  scores: {datatype: FP32, shape: [-1, 3], from: top.values}
+  classes: {datatype: INT64, shape: [-1, 3], from: top.indices}
+batching: {max_batch_size: 8, max_queue_delay_us: 1000}
+steps:
+  decode: {op: image.decode, inputs: {data: image}, params: {color: rgb}}
+  pre: {op: image.resize_crop_normalize, inputs: {image: decode.image}, params: {size: 36, crop: 32}}
+  net: {model: cnn, inputs: {pixels: pre.tensor}}
+  soft: {op: classify.softmax, inputs: {logits: net.logits}}
+  top: {op: classify.topk, inputs: {scores: soft.probs}, params: {k: 3}}
+"""
+
+
+def small_cnn() -> torch.nn.Module:
+    torch.manual_seed(3)
+    c = torch.nn
+    return c.Sequential(c.Conv2d(3, 8, 3, padding=1), c.ReLU(), c.MaxPool2d(2), c.Conv2d(8, 16, 3, padding=1), c.ReLU(),
+                        c.AdaptiveAvgPool2d(1), c.Flatten(), c.Linear(16, 10)).eval()
+
+
+def build_repository(root: Path) -> Path:
+    for name, (config, code) in PYTHON_MODELS.items():
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
+        (root / name / "1" / "m.py").write_text(code)
+    (root / "cnn" / "1").mkdir(parents=True)
+    (root / "cnn" / "config.yaml").write_text(CNN_CONFIG)
+    torch.jit.save(torch.jit.trace(small_cnn(), torch.zeros(1, 3, 32, 32)), str(root / "cnn" / "1" / "model.pt"))  # type: ignore[no-untyped-call]
+    (root / "classify.yaml").write_text(CLASSIFY)
+    return root
+
+
+class Server:
+    """``twinpipe serve`` in a subprocess; ``grpc`` and ``metrics`` are ``host:port`` once ready."""
+
+    def __init__(self, repository: Path | None, *extra: str) -> None:
+        args = [sys.executable, "-m", "twinpipe.runtime.cli", "serve", "--host", "127.0.0.1", "--grpc-port", "0",
+                "--metrics-port", "0", *extra]
+        if repository is not None:
+            args += ["--repository", str(repository)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline() if self.proc.stdout else ""
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith("twinpipe: listening "):
+                fields = dict(part.split("=", 1) for part in line.split()[2:])
+                self.grpc = fields["grpc"]
+                self.metrics = fields["metrics"]
+                return
+        self.stop()
+        raise RuntimeError("twinpipe serve did not start:\n" + "".join(self.lines))
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 60) -> tuple[int, str]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, "".join(self.lines) + (out or "")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
