@@ -55,6 +55,7 @@ class Servable:
         self.label = f"{kind} {name!r}" + (f" version {version}" if kind == "model" else "")
         self.inputs, self.outputs, self.max_batch_size = inputs, outputs, max_batch_size
         self.datatypes = {d.name: d.datatype for d in outputs}
+        self._scalars = tuple(d.name for d in inputs if d.shape == ())  # per-sample scalars
         self.uses: set[str] = set()  # pipelines: the models their steps name
         self.counts = _Counts()
         batcher = served.batcher
@@ -78,8 +79,21 @@ class Servable:
         assert isinstance(self.served, ServedModel)
         return self.served.model.info()
 
+    def _unsqueezed(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A batch of scalars may come as [n, 1] (the config says dims [1] with reshape [], as
+        Triton writes it for such tensors, so perf_analyzer sends that); it is [n] inside."""
+        if not self.max_batch_size or not self._scalars:
+            return inputs
+        out = dict(inputs)
+        for name in self._scalars:
+            x = out.get(name)
+            if x is not None and getattr(x, "ndim", 0) == 2 and x.shape[1] == 1:
+                out[name] = x.reshape(-1)
+        return out
+
     def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> Awaitable[Mapping[str, Any]]:
         priority, timeout_us = options.get("priority"), options.get("timeout_us")
+        inputs = self._unsqueezed(inputs)
         if isinstance(self.served, ServedModel):
             return self.served.infer(inputs, priority=priority, timeout_us=timeout_us,
                                      sequence_id=options.get("sequence_id"), sequence_start=options.get("sequence_start", False),
@@ -122,7 +136,9 @@ class Servable:
                 "inputs": [tensor(d) for d in self.inputs], "outputs": [tensor(d) for d in self.outputs]}
 
     def _client_shape(self, d: TensorDecl) -> tuple[int, ...]:
-        return (-1, *d.shape) if self.max_batch_size > 0 else d.shape
+        if self.max_batch_size > 0:  # a scalar per row reads [-1, 1], as the config's dims [1] say
+            return (-1, *(d.shape or (1,))) if d.name in self._scalars else (-1, *d.shape)
+        return d.shape
 
     @property
     def platform(self) -> str:
@@ -134,14 +150,19 @@ class Servable:
         """The config in the shape of Triton's ModelConfig (proto field names)."""
 
         def tensor(d: TensorDecl) -> dict[str, Any]:
-            return {"name": d.name, "data_type": "TYPE_" + d.datatype if d.datatype != "BYTES" else "TYPE_STRING",
-                    "dims": list(d.shape)}
+            out = {"name": d.name, "data_type": "TYPE_" + d.datatype if d.datatype != "BYTES" else "TYPE_STRING",
+                   "dims": list(d.shape)}
+            if not d.shape and self.max_batch_size:  # a scalar per batch row: Triton writes dims [1], reshape []
+                out |= {"dims": [1], "reshape": {"shape": []}}
+            return out
 
         out: dict[str, Any] = {"name": self.name, "platform": self.platform, "max_batch_size": self.max_batch_size,
                                "input": [tensor(d) for d in self.inputs], "output": [tensor(d) for d in self.outputs],
                                "model_transaction_policy": {"decoupled": False}}
         if isinstance(self.served, ServedPipeline):  # scheduling is one of ensemble/dynamic/sequence
-            out["ensemble_scheduling"] = {"step": [_ensemble_step(s) for s in self.served.pipeline.spec.steps]}
+            # the model steps only: clients (perf_analyzer) look each one up as a model
+            steps = [s for s in self.served.pipeline.spec.steps if s.kind == "model"]
+            out["ensemble_scheduling"] = {"step": [self._ensemble_step(s) for s in steps]}
             return out
         cfg = self.served.config
         out["backend"] = _PLATFORMS[cfg.backend][0]
@@ -165,6 +186,16 @@ class Servable:
                                        "preserve_ordering": p.preserve_ordering, "priority_levels": p.priority_levels,
                                        "default_priority_level": p.priority, "default_queue_policy": queue}
         return out
+
+    def _ensemble_step(self, step: Any) -> dict[str, Any]:
+        """A model step as Triton writes an ensemble step, with the version it runs (clients look
+        its statistics up by that version)."""
+        model, _, version = step.target.partition(":")
+        if not version.isdigit():
+            loaded = self.engine._servables.get(model, {})
+            version = max(loaded, key=int) if loaded else "-1"
+        return {"model_name": model, "model_version": int(version),
+                "input_map": {k: str(ref) for k, ref in step.inputs.items()}, "output_map": {}}
 
     def statistics(self) -> dict[str, Any]:
         """Triton's ModelStatistics shape: counts and cumulative nanoseconds."""
@@ -210,11 +241,6 @@ def pipeline_servable(served: ServedPipeline, engine: Engine) -> Servable:
     return s
 
 
-def _ensemble_step(step: Any) -> dict[str, Any]:
-    name = step.target if step.kind == "model" else f"{step.kind}:{step.target}"
-    model, _, version = name.partition(":") if step.kind == "model" else (name, "", "")
-    return {"model_name": model, "model_version": int(version) if version.isdigit() else -1,
-            "input_map": {k: str(ref) for k, ref in step.inputs.items()}, "output_map": {}}
 
 
 def _sequence_config(section: Mapping[str, Any]) -> dict[str, Any]:

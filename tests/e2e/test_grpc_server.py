@@ -74,7 +74,7 @@ def test_health_metadata_config_and_index(client: tg.InferenceServerClient, serv
     assert cfg.max_batch_size == 16 and list(cfg.dynamic_batching.preferred_batch_size) == [8, 16]
     assert cfg.instance_group[0].count == 2 and list(cfg.input[0].dims) == [3, 32, 32]
     pipe = client.get_model_config("classify").config
-    assert pipe.platform == "ensemble" and [s.model_name for s in pipe.ensemble_scheduling.step][2] == "cnn"
+    assert pipe.platform == "ensemble" and [s.model_name for s in pipe.ensemble_scheduling.step] == ["cnn"]
     assert client.get_model_config("acc").config.sequence_batching.max_sequence_idle_microseconds == 1_000_000
     index = {m.name: m.state for m in client.get_model_repository_index().models}
     assert index["cnn"] == "READY" and index["classify"] == "READY" and len(index) == len(DATATYPES) + 5

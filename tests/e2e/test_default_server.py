@@ -1,0 +1,74 @@
+"""The shipped default repository served as a new user first sees it: ``twinpipe serve`` with no
+repository, ``examples/client.py`` classifying the shipped photos, and Triton's ``perf_analyzer``
+measuring a model and a pipeline against it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from twinpipe.pipelines import asset_path
+
+from ._server import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+PERF_ANALYZER = Path(os.environ.get("TWINPIPE_PERF_ANALYZER", ROOT.parent / "shared" / "tools" / "perf-analyzer"))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    s = Server(None)
+    yield s
+    s.stop()
+
+
+def test_the_default_repository_serves_its_pipelines_and_model(server: Server) -> None:
+    assert any("listening grpc=" in line for line in server.lines)
+    assert any("python examples/client.py --url" in line for line in server.lines)  # a ready-to-paste client command
+
+
+def test_the_example_client_classifies_the_shipped_photos(server: Server) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "client.py"), "--url", server.grpc],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(": ", 1) for line in out.stdout.strip().splitlines())
+    assert set(lines) == {"coffee.jpg", "chelsea.jpg", "astronaut.png"}
+    assert lines["coffee.jpg"].startswith("brown (")  # its average colour; see tests/pipelines/test_classify_color.py
+
+
+def _perf_analyzer(*args: str) -> subprocess.CompletedProcess[str]:
+    if not PERF_ANALYZER.is_file():
+        pytest.skip(f"perf_analyzer wrapper not found at {PERF_ANALYZER}")
+    probe = subprocess.run([str(PERF_ANALYZER), "--help"], capture_output=True, text=True, timeout=600)
+    if "Usage" not in probe.stdout + probe.stderr and "usage" not in probe.stdout + probe.stderr:
+        pytest.skip(f"perf_analyzer could not be installed here: {(probe.stderr or probe.stdout)[-500:]}")
+    return subprocess.run([str(PERF_ANALYZER), *args], capture_output=True, text=True, timeout=300)
+
+
+def _check(run: subprocess.CompletedProcess[str]) -> None:
+    text = run.stdout + run.stderr
+    assert run.returncode == 0, text
+    assert "Throughput:" in text and "error" not in text.lower(), text
+
+
+def test_perf_analyzer_measures_a_model(server: Server) -> None:
+    _check(_perf_analyzer("-m", "color_net", "-u", server.grpc, "-i", "grpc", "-b", "2", "--concurrency-range", "1:4:3",
+                          "--measurement-interval", "1000"))
+
+
+def test_perf_analyzer_measures_a_pipeline_on_a_real_jpeg(server: Server, tmp_path: Path) -> None:
+    photo = asset_path("coffee.jpg").read_bytes()
+    # perf_analyzer sends "b64" BYTES data as it is: already serialized (length-prefixed)
+    jpeg = base64.b64encode(struct.pack("<I", len(photo)) + photo).decode()
+    data = tmp_path / "input.json"
+    data.write_text(json.dumps({"data": [{"image": {"b64": jpeg, "shape": [1]}}]}))  # one JPEG per batch row
+    _check(_perf_analyzer("-m", "classify_color", "-u", server.grpc, "-i", "grpc", "--input-data", str(data),
+                          "-b", "2", "--concurrency-range", "1:2", "--measurement-interval", "1000"))
