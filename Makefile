@@ -1,9 +1,9 @@
-# twinpipe — `make run` installs and runs the main job; `make test` installs and runs the tests.
+# twinpipe — `make run` installs and starts the server; `make test` installs and runs the tests.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench clean
+.PHONY: run client demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,6 +12,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
+	$(VENV)/bin/twinpipe serve
+
+client: $(VENV)/.installed
+	$(PY) examples/client.py
+
+demo: $(VENV)/.installed
 	$(VENV)/bin/twinpipe demo
 
 lint: $(VENV)/.installed

@@ -252,3 +252,17 @@ def test_a_pipeline_file_must_carry_its_own_name(tmp_path: Path) -> None:
     rows = {r["name"]: r for r in e.index()}
     assert "other.yaml declares name 'twice'" in rows["other"]["reason"]
     e.close()
+
+
+def test_the_runtime_package_exports_its_api_lazily() -> None:
+    import subprocess
+    import sys
+
+    import twinpipe.runtime as runtime
+
+    assert runtime.Engine is Engine and sorted(runtime.__all__) == sorted(runtime._WHERE)
+    with pytest.raises(AttributeError, match=r"has no attribute 'Nope'"):
+        _ = runtime.Nope  # type: ignore[attr-defined]
+    # the CLI's light commands do not import the server (torch, grpc)
+    code = "import sys, twinpipe.runtime.cli; print('twinpipe.runtime._engine' in sys.modules, 'grpc' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
