@@ -40,7 +40,7 @@ def _rng() -> np.random.Generator:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = Server(build_repository(tmp_path_factory.mktemp("repo")))
+    s = Server(build_repository(tmp_path_factory.mktemp("repo")), "--max-message-mb", "4")
     yield s
     s.stop()
 
@@ -306,3 +306,12 @@ def test_a_jpeg_from_disk_survives_the_wire_bit_for_bit(client: tg.InferenceServ
     data = jpeg.tobytes()
     echoed = client.infer("echo_bytes", [_input("x", np.array([[data]], dtype=object), "BYTES")]).as_numpy("y")
     assert echoed[0, 0] == data
+
+
+def test_a_message_over_the_limit_is_refused_and_the_server_goes_on(client: tg.InferenceServerClient) -> None:
+    big = np.ones((1, 5 << 18), np.float32)  # 5 MiB against --max-message-mb 4
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("echo_fp32", [_input("x", big, "FP32")])
+    assert _status(info.value) == "RESOURCE_EXHAUSTED"
+    small = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(client.infer("echo_fp32", [_input("x", small, "FP32")]).as_numpy("y"), small)

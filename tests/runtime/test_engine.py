@@ -266,3 +266,29 @@ def test_the_runtime_package_exports_its_api_lazily() -> None:
     # the CLI's light commands do not import the server (torch, grpc)
     code = "import sys, twinpipe.runtime.cli; print('twinpipe.runtime._engine' in sys.modules, 'grpc' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
+
+
+def test_a_cuda_model_is_served_and_the_metrics_read_the_gpu(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from twinpipe.runtime import Metrics
+
+    (tmp_path / "lin" / "1").mkdir(parents=True)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    torch.jit.save(torch.jit.script(net), str(tmp_path / "lin" / "1" / "model.pt"))
+    (tmp_path / "lin" / "config.yaml").write_text(
+        "name: lin\nbackend: torchscript\nmax_batch_size: 8\ndevice: cuda\ninstances: {count: 2}\n"
+        "inputs: {x: {datatype: FP32, shape: [3]}}\noutputs: {y: {datatype: FP32, shape: [2]}}\n"
+        "dynamic_batching: {max_queue_delay_us: 500}\n")
+    metrics = Metrics()
+    e = Engine(tmp_path, metrics=metrics)
+    x = _x(5)
+    got = e.infer("lin", {"x": x}).outputs["y"]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(torch.from_numpy(x)).numpy(), rtol=1e-3, atol=1e-4)
+    assert e.get("lin").config()["instance_group"] == [{"count": 2, "kind": "KIND_GPU"}]
+    body = metrics.render()[0].decode()
+    assert metrics.gpu and "twinpipe_gpu_memory_used_bytes" in body and "twinpipe_request_success_total" in body
+    e.close()
