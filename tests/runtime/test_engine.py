@@ -23,7 +23,7 @@ from twinpipe.runtime._errors import (
 )
 
 MODELS = {
-    "double": ("max_batch_size: 8\ninputs: {x: {datatype: FP32, shape: [3]}}\noutputs: {y: {datatype: FP32, shape: [3]}}\n"
+    "double": ("max_batch_size: 8\ndevice: cpu\ninputs: {x: {datatype: FP32, shape: [3]}}\noutputs: {y: {datatype: FP32, shape: [3]}}\n"
                "dynamic_batching: {max_queue_delay_us: 1000}\n",
                "def build():\n    return lambda x: x * 2\n"),
     "slow": ("max_batch_size: 1\ninputs: {x: {datatype: INT32, shape: [1]}}\noutputs: {y: {datatype: INT32, shape: [1]}}\n"
