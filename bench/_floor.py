@@ -34,7 +34,7 @@ MODELS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "identity": (("x", "FP32"), ("y", "FP32")),
     "classify": (("image", "BYTES"), ("image", "BYTES")),
 }
-_DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
+_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
            "UINT8": np.dtype("u1")}
 _LEN = struct.Struct("<I")
 

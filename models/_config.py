@@ -22,6 +22,7 @@ that is not the folder's — is reported at once as a :class:`PipelineError`.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -106,24 +107,24 @@ class ModelConfig:
     def location(self) -> Location:
         return self.locations.get("", Location(self.path, 1, 1))
 
-    @property
+    @functools.cached_property
     def state_inputs(self) -> tuple[TensorDecl, ...]:
         """The implicit state tensors the runtime feeds (sequence batching), per sample."""
         state = (self.sequence_batching or {}).get("state") or {}
         return tuple(TensorDecl(s["input"], s["datatype"], s["shape"], self.where(f"state.{n}")) for n, s in state.items())
 
-    @property
+    @functools.cached_property
     def state_outputs(self) -> tuple[TensorDecl, ...]:
         """The model outputs that become the next request's state, per sample."""
         state = (self.sequence_batching or {}).get("state") or {}
         return tuple(TensorDecl(s["output"], s["datatype"], s["shape"], self.where(f"state.{n}")) for n, s in state.items())
 
-    @property
+    @functools.cached_property
     def model_inputs(self) -> tuple[TensorDecl, ...]:
         """What the model is called with, in order: the declared inputs, then the state inputs."""
         return self.inputs + self.state_inputs
 
-    @property
+    @functools.cached_property
     def model_outputs(self) -> tuple[TensorDecl, ...]:
         """What the model returns, in order: the declared outputs, then the state outputs."""
         return self.outputs + self.state_outputs

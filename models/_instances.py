@@ -6,33 +6,67 @@ share nothing while they run; torch releases the GIL inside its kernels, so they
     pool = InstancePool("tiny", [model.runner, model.new_instance()])
     out = await pool.run({"pixels": x})               # on whichever instance is free
     out = await pool.run({"pixels": x}, instance=1)   # on instance 1 (sequence routing)
+
+Each instance has a worker thread that takes the next request from the pool's queue itself, so
+back-to-back requests never wait for the event loop in between; only the answer hops back.
+
+A model whose last calls all took under ``INLINE_BELOW_S`` (an identity, a lookup, a small
+tabular model) runs on the caller's event loop instead, when the pool is idle: for such a model
+the hop to a thread and back costs more than the work. A call is timed by its thread's CPU time
+(waiting for the GIL or for a core is not the model's cost); two slower calls in the window (or
+one far slower) send the model back to its thread, and an inline call that holds the loop for over ``INLINE_BLOCK_S`` of wall time (a
+model waiting on I/O) keeps it off the loop for the next ``_COOLDOWN`` calls. Only pools made with
+``inline=True`` take the fast path: compiled models (TorchScript, torch.export, ONNX), never
+Python factories, which may wait on the very loop they would block.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["InstancePool", "Runner"]
+__all__ = ["INLINE_BELOW_S", "INLINE_BLOCK_S", "InstancePool", "Runner"]
 
 Runner = Callable[..., Mapping[str, Any]]
+INLINE_BELOW_S = 50e-6
+INLINE_BLOCK_S = 1e-3
+_COOLDOWN = 1000
+_WINDOW = 16  # the calls that decide whether a model is that fast
+
+
+@dataclass(eq=False)
+class _Work:
+    inputs: Mapping[str, Any]
+    instance: int | None
+    future: asyncio.Future[dict[str, Any]]
+    loop: asyncio.AbstractEventLoop
 
 
 class InstancePool:
-    """Runs requests on the first free instance (or a named one); at most one request per
+    """Runs requests on the first free instance (or a named one), oldest first; one request per
     instance at a time."""
 
-    def __init__(self, name: str, runners: Sequence[Runner]) -> None:
+    def __init__(self, name: str, runners: Sequence[Runner], *, inline: bool = False) -> None:
         if not runners:
             raise ValueError(f"model {name!r}: an instance pool needs at least one instance")
         self.name = name
         self.runners = tuple(runners)
-        self._executor = ThreadPoolExecutor(len(self.runners), thread_name_prefix=f"twinpipe-{name}")
-        self._busy = [False] * len(self.runners)
-        self._waiters: list[asyncio.Future[None]] = []
+        self._queue: deque[_Work | None] = deque()
+        self._ready = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._running = 0  # requests being computed, on workers or inline
+        self._recent: deque[float] = deque(maxlen=_WINDOW)
+        self._fast = False
+        self._cooldown = 0  # calls to run on threads before the fast path may return
+        self._inline_ok = inline
+        self.inline_calls = 0
 
     def __len__(self) -> int:
         return len(self.runners)
@@ -41,31 +75,95 @@ class InstancePool:
         """Run one (batched) request; waits for a free instance."""
         if instance is not None and not 0 <= instance < len(self.runners):
             raise ValueError(f"model {self.name!r} has {len(self.runners)} instance(s); there is no instance {instance}")
+        if self._closed:
+            raise RuntimeError(f"model {self.name!r}: the instance pool is closed")
         loop = asyncio.get_running_loop()
-        while (index := self._pick(instance)) is None:
-            waiter = loop.create_future()
-            self._waiters.append(waiter)
+        with self._ready:
+            inline = self._fast and not self._queue and not self._running and instance in (None, 0)
+            if inline:
+                self._running += 1
+        if inline:  # nothing else can start meanwhile: work is only queued from this thread
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
-                await waiter
+                return dict(self.runners[0](**inputs))
             finally:
-                self._waiters.remove(waiter)
-        self._busy[index] = True
-        work = loop.run_in_executor(self._executor, functools.partial(self.runners[index], **inputs))
-        # freed when the thread is done, even if the caller stops waiting first
-        work.add_done_callback(lambda _: self._release(index))
-        return dict(await asyncio.shield(work))
+                cpu, wall = time.thread_time() - cpu, time.perf_counter() - start
+                with self._ready:
+                    self._running -= 1
+                    if wall > INLINE_BLOCK_S and cpu < wall / 2:  # it waited, holding the loop
+                        self._cooldown = _COOLDOWN
+                    self._note(cpu)
+                    self.inline_calls += 1
+        work = _Work(inputs, instance, loop.create_future(), loop)
+        with self._ready:
+            if not self._threads:
+                self._start()
+            self._queue.append(work)
+            if instance is None:
+                self._ready.notify()  # any worker takes it
+            else:
+                self._ready.notify_all()  # it must reach its own worker
+        return await work.future  # cancelling drops it if no worker took it yet
 
-    def _pick(self, instance: int | None) -> int | None:
-        if instance is not None:
-            return None if self._busy[instance] else instance
-        return self._busy.index(False) if not all(self._busy) else None
+    def _start(self) -> None:
+        for i in range(len(self.runners)):
+            t = threading.Thread(target=self._serve, args=(i,), name=f"twinpipe-{self.name}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
-    def _release(self, index: int) -> None:
-        self._busy[index] = False
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    def _take(self, i: int) -> _Work | None:
+        """The oldest queued work this instance may run (None: the pool closed)."""
+        with self._ready:
+            while True:
+                for k, work in enumerate(self._queue):
+                    if work is None:
+                        return None
+                    if work.instance is None or work.instance == i:
+                        del self._queue[k]
+                        self._running += 1
+                        return work
+                self._ready.wait()
+
+    def _serve(self, i: int) -> None:
+        runner = self.runners[i]
+        while (work := self._take(i)) is not None:
+            result: Any = None
+            error: BaseException | None = None
+            ran = not work.future.cancelled()
+            start = time.thread_time()
+            if ran:
+                try:
+                    result = dict(runner(**work.inputs))
+                except BaseException as e:  # handed to the caller; the worker lives on
+                    error = e
+            with self._ready:
+                self._running -= 1
+                if ran:
+                    self._note(time.thread_time() - start)
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the caller's loop is gone
+                work.loop.call_soon_threadsafe(_settle, work.future, result, error)
+
+    def _note(self, seconds: float) -> None:
+        """Record a call's time (holding the lock); decides the inline fast path."""
+        self._recent.append(seconds)
+        self._cooldown = max(0, self._cooldown - 1)
+        # all but one of the last calls under the bound (a garbage collection may land in one), none far over
+        ranked = sorted(self._recent)
+        self._fast = (self._inline_ok and not self._cooldown and len(ranked) == _WINDOW and ranked[-2] < INLINE_BELOW_S
+                      and ranked[-1] < 10 * INLINE_BELOW_S)
 
     def close(self) -> None:
         """Stop the instance threads once their current work is done."""
-        self._executor.shutdown(wait=False)
+        with self._ready:
+            self._closed = True
+            self._queue.append(None)
+            self._ready.notify_all()
+
+
+def _settle(future: asyncio.Future[dict[str, Any]], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from twinpipe.dag import Pipeline, RunStats, TensorDecl, dtype_of
+from twinpipe.dag import DATATYPES, Pipeline, RunStats, TensorDecl, dtype_of
 
 from ._batcher import BatcherStats, BatchingPolicy, DynamicBatcher
 from ._instances import InstancePool
@@ -30,6 +30,9 @@ __all__ = ["InferInputError", "ServedModel", "ServedPipeline", "check_inputs"]
 DEFAULT_PIPELINE_BATCH = 8
 
 
+_DTYPES = {name: np.dtype(dtype_of(name)) for name in DATATYPES}
+
+
 class InferInputError(ValueError):
     """A request's inputs do not match what the model declares (names the tensor, expected vs given)."""
 
@@ -38,11 +41,11 @@ def check_inputs(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, 
     """``inputs`` as arrays, checked against ``decls``: names, datatypes, ranks and fixed
     dimensions, and (when ``max_batch_size > 0``) one batch size within the limit."""
     known = {d.name for d in decls}
-    for key in inputs:
-        if key not in known:
-            guess = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"did you mean {guess[0]!r}?" if guess else f"its inputs are: {', '.join(sorted(known))}"
-            raise InferInputError(f"{name}: unknown input {key!r}; {hint}")
+    unknown = next((k for k in inputs if k not in known), None)
+    if unknown is not None:
+        guess = difflib.get_close_matches(unknown, sorted(known), n=1)
+        hint = f"did you mean {guess[0]!r}?" if guess else f"its inputs are: {', '.join(sorted(known))}"
+        raise InferInputError(f"{name}: unknown input {unknown!r}; {hint}")
     missing = [d.name for d in decls if d.name not in inputs]
     if missing:
         raise InferInputError(f"{name}: missing input(s) {', '.join(map(repr, missing))}")
@@ -51,7 +54,7 @@ def check_inputs(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, 
     for d in decls:
         x = inputs[d.name]
         arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-        want = np.dtype(dtype_of(d.datatype))
+        want = _DTYPES[d.datatype]
         is_bytes = d.datatype == "BYTES" and arr.dtype.kind in "OSU"
         if not is_bytes and arr.dtype != want:
             given = arr.dtype.name if arr.dtype.kind != "O" else "object (BYTES)"
@@ -79,7 +82,8 @@ class ServedModel:
         self.model = model
         self.name = f"model {cfg.name!r} version {model.version}"
         runners = [model.runner, *(model.new_instance() for _ in range(cfg.instance_count - 1))]
-        self.pool = InstancePool(cfg.name, runners)
+        # compiled models may run on the loop when they are tiny; Python code may wait on the loop
+        self.pool = InstancePool(cfg.name, runners, inline=cfg.backend != "python")
         self.batcher: DynamicBatcher | None = None
         self.sequencer: SequenceBatcher | None = None
         self._stats = BatcherStats()

@@ -162,9 +162,13 @@ class GrpcFrontend:
         return response
 
     async def model_infer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async with _status(context):
+        try:  # the hot path: a plain try, not the _status context manager
             return await self._infer(request)
-        raise AssertionError
+        except EngineError as e:
+            await context.abort(grpc.StatusCode[e.code], str(e))
+        except Exception as e:
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+        raise AssertionError  # unreachable: abort raises
 
     async def model_stream_infer(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         """Each request is answered as it completes (in any order; clients match by id); a failed

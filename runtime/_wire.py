@@ -71,12 +71,21 @@ _TYPED_WIDE = {
     "fp64_contents": np.float64,
 }
 _LEN = struct.Struct("<I")
+_LITTLE = {name: dt.newbyteorder("<") for name, dt in DATATYPES.items()}
 _SHM_PARAMS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 _INT64_MAX = 2**63 - 1
 
 
-def _head(name: str, datatype: str, shape: Sequence[int]) -> str:
-    return f"input '{name}' ({datatype} {list(shape)})"
+class _Head:
+    """``input 'x' (FP32 [2, 3])``, formatted when an error message needs it."""
+
+    __slots__ = ("datatype", "name", "shape")
+
+    def __init__(self, name: str, datatype: str, shape: Sequence[int]) -> None:
+        self.name, self.datatype, self.shape = name, datatype, shape
+
+    def __str__(self) -> str:
+        return f"input '{self.name}' ({self.datatype} {list(self.shape)})"
 
 
 def decode_inputs(request: Any) -> dict[str, np.ndarray]:
@@ -90,7 +99,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
     inputs = request.inputs
     raw = request.raw_input_contents
     for tensor in inputs:
-        shm = [p for p in _SHM_PARAMS if p in tensor.parameters]
+        shm = [p for p in _SHM_PARAMS if p in tensor.parameters] if tensor.parameters else None
         if shm:
             raise WireError(f"input '{tensor.name}' uses shared memory ({shm[0]}), which this server does not support; send the data in the request")
     if len(raw) and len(raw) != len(inputs):
@@ -104,7 +113,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
             raise WireError(f"input #{i} has no name")
         if name in out:
             raise WireError(f"input '{name}' given twice")
-        head = _head(name, datatype, shape)
+        head = _Head(name, datatype, shape)  # the message prefix, formatted only for an error
         if datatype not in DATATYPES:
             raise WireError(f"{head}: unknown datatype '{datatype}'; datatypes are: {', '.join(DATATYPES)}")
         if any(d < 0 for d in shape):
@@ -123,10 +132,10 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _from_raw(data: bytes, datatype: str, n: int, head: str) -> np.ndarray:
+def _from_raw(data: bytes, datatype: str, n: int, head: object) -> np.ndarray:
     if datatype == "BYTES":
         return _split_bytes(data, n, head)
-    dtype = DATATYPES[datatype].newbyteorder("<")
+    dtype = _LITTLE[datatype]
     if len(data) != n * dtype.itemsize:
         raise WireError(f"{head}: expected {n * dtype.itemsize} bytes of raw contents, given {len(data)}")
     if datatype == "BOOL":
@@ -137,7 +146,7 @@ def _from_raw(data: bytes, datatype: str, n: int, head: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype)
 
 
-def _split_bytes(data: bytes, n: int, head: str) -> np.ndarray:
+def _split_bytes(data: bytes, n: int, head: object) -> np.ndarray:
     """``n`` length-prefixed elements, exactly filling ``data``; the loop is bounded by ``len(data)``."""
     items: list[bytes] = []
     off, end = 0, len(data)
@@ -160,7 +169,7 @@ def _split_bytes(data: bytes, n: int, head: str) -> np.ndarray:
     return arr
 
 
-def _from_typed(contents: Any, datatype: str, n: int, head: str) -> np.ndarray:
+def _from_typed(contents: Any, datatype: str, n: int, head: object) -> np.ndarray:
     field = _TYPED_FIELD.get(datatype)
     if field is None:
         raise WireError(f"{head}: {datatype} has no typed contents; send it in raw_input_contents")

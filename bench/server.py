@@ -1,0 +1,292 @@
+"""The gRPC server under load: ``twinpipe serve`` against the floor, driven by perf_analyzer.
+
+Three targets, measured in one run with the same load generator:
+
+* **identity** — a TorchScript ``nn.Identity``, FP32 ``x`` [-1] → ``y`` = x, no batching; 1024 floats a request.
+* **classify** — a pipeline, JPEG in, top-5 out: image.decode → image.resize_crop_normalize (size 36,
+  crop 32) → a small TorchScript CNN (10 classes, built here) → classify.softmax → classify.topk k=5;
+  no pipeline batching; every request is the shipped ``coffee.jpg`` (36 KB).
+* **the floor** — ``bench/_floor.py``: a bare grpc.aio server (same Python, grpc and messages) whose
+  ModelInfer decodes the raw inputs and echoes them back as raw outputs, for ``identity`` (FP32) and
+  ``classify`` (the JPEG's bytes). What any Python gRPC server pays per request; twinpipe's ratio
+  to it is what twinpipe itself adds.
+
+Each row is Triton's ``perf_analyzer`` (C++, closed loop, sync calls: ``concurrency`` requests in
+flight) for ``--seconds`` (three windows, stability check off so every row takes the same time);
+it reports throughput and the client's p50/p99 latency. Target: identity ≥ 70% of the floor's
+throughput at each concurrency. Without a working perf_analyzer the rows come from an in-process
+asyncio client (tritonclient.grpc.aio), which the table title says.
+
+This machine has 2 cores: the server under test, perf_analyzer's threads and (idle) the other
+server share them, so throughput is bound by the CPU all of them burn, and at concurrency 16 the
+latencies include time waiting for a core. Compare ratios, not absolute numbers.
+
+Run: ``.venv/bin/python bench/server.py [--seconds 6] [--concurrency 1 16] [--profile DIR]``
+(``--profile`` runs both servers under cProfile, writes ``DIR/{twinpipe,floor}.prof`` and prints
+their top functions; its throughputs are then cProfile's, not the servers').
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import csv
+import json
+import os
+import pstats
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from twinpipe.pipelines import asset_path
+
+__all__ = ["Row", "build_repository", "main", "measure"]
+
+PERF_ANALYZER = Path(os.environ.get("TWINPIPE_PERF_ANALYZER", Path(__file__).resolve().parents[2] / "shared" / "tools" / "perf-analyzer"))
+FLOAT_COUNT = 1024
+TARGET = 0.70
+
+IDENTITY = """\
+name: identity
+backend: torchscript
+max_batch_size: 0
+inputs: {x: {datatype: FP32, shape: [-1]}}
+outputs: {y: {datatype: FP32, shape: [-1]}}
+"""
+CNN = """\
+name: cnn
+backend: torchscript
+max_batch_size: 8
+inputs: {pixels: {datatype: FP32, shape: [3, 32, 32]}}
+outputs: {logits: {datatype: FP32, shape: [10]}}
+device: cpu
+"""
+CLASSIFY = """\
+name: classify
+inputs: {image: {datatype: BYTES, shape: [-1]}}
+outputs:
+  scores: {datatype: FP32, shape: [-1, 5], from: top.values}
+  classes: {datatype: INT64, shape: [-1, 5], from: top.indices}
+steps:
+  decode: {op: image.decode, inputs: {data: image}, params: {color: rgb}}
+  pre: {op: image.resize_crop_normalize, inputs: {image: decode.image}, params: {size: 36, crop: 32}}
+  net: {model: cnn, inputs: {pixels: pre.tensor}}
+  soft: {op: classify.softmax, inputs: {logits: net.logits}}
+  top: {op: classify.topk, inputs: {scores: soft.probs}, params: {k: 5}}
+"""
+
+Row = tuple[float, float, float]  # requests/s, p50 ms, p99 ms
+
+
+def small_cnn() -> torch.nn.Module:
+    torch.manual_seed(3)
+    c = torch.nn
+    return c.Sequential(c.Conv2d(3, 8, 3, padding=1), c.ReLU(), c.MaxPool2d(2), c.Conv2d(8, 16, 3, padding=1), c.ReLU(),
+                        c.AdaptiveAvgPool2d(1), c.Flatten(), c.Linear(16, 10)).eval()
+
+
+def build_repository(root: Path) -> Path:
+    """The identity model, the CNN and the classify pipeline, as ``twinpipe serve`` reads them."""
+    (root / "identity" / "1").mkdir(parents=True)
+    (root / "identity" / "config.yaml").write_text(IDENTITY)
+    (root / "cnn" / "1").mkdir(parents=True)
+    (root / "cnn" / "config.yaml").write_text(CNN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        net = torch.jit.trace(small_cnn(), torch.zeros(1, 3, 32, 32))  # type: ignore[no-untyped-call]
+        torch.jit.save(net, str(root / "cnn" / "1" / "model.pt"))
+        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(root / "identity" / "1" / "model.pt"))
+    (root / "classify.yaml").write_text(CLASSIFY)
+    return root
+
+
+def start(args: list[str], ready: str, profile: Path | None) -> tuple[subprocess.Popen[str], str]:
+    """A server subprocess, once it prints its ``ready`` line (``... grpc=HOST:PORT``); its address."""
+    if profile is not None:  # grpc.aio runs every handler on the main thread, which cProfile sees
+        args = ["-m", "cProfile", "-o", str(profile), *args]
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    assert proc.stdout is not None
+    while line := proc.stdout.readline():
+        lines.append(line)
+        if line.startswith(ready):
+            return proc, next(f.split("=", 1)[1] for f in line.split() if f.startswith("grpc="))
+    stop(proc)
+    raise RuntimeError(f"{' '.join(args)} did not start:\n{''.join(lines)}")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def jpeg() -> bytes:
+    return asset_path("coffee.jpg").read_bytes()
+
+
+def check(url: str, floor: bool) -> None:
+    """A few requests of each kind before measuring: warms the servers up and checks the answers."""
+    import tritonclient.grpc as tc
+
+    client = tc.InferenceServerClient(url)
+    x = np.random.default_rng(int.from_bytes(os.urandom(4), "little")).standard_normal(FLOAT_COUNT).astype(np.float32)
+    image = np.array([jpeg()], dtype=object)
+    for _ in range(20):
+        inp = tc.InferInput("x", [FLOAT_COUNT], "FP32")
+        inp.set_data_from_numpy(x)
+        out = client.infer("identity", [inp])
+        assert np.array_equal(out.as_numpy("y"), x), "identity did not echo its input"
+        img = tc.InferInput("image", [1], "BYTES")
+        img.set_data_from_numpy(image)
+        res = client.infer("classify", [img])
+        if floor:
+            assert res.as_numpy("image")[0] == image[0], "the floor did not echo the JPEG"
+        else:
+            scores = res.as_numpy("scores")
+            assert scores.shape == (1, 5) and np.all(np.diff(scores[0]) <= 0), scores
+    client.close()
+
+
+def perf_analyzer_works() -> bool:
+    if not PERF_ANALYZER.is_file():
+        return False
+    try:
+        probe = subprocess.run([str(PERF_ANALYZER), "--version"], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0 and "perf analyzer" in (probe.stdout + probe.stderr).lower()
+
+
+def perf_analyzer(url: str, model: str, concurrency: int, seconds: float, data: Path, work: Path) -> Row:
+    out = work / f"{model}-{concurrency}-{time.monotonic_ns()}.csv"
+    window_ms = max(int(seconds * 1000 / 3), 200)
+    inputs = ["--shape", f"x:{FLOAT_COUNT}"] if model == "identity" else ["--input-data", str(data)]
+    # -x 1: without a version perf_analyzer looks for the one that ran in the server's statistics, and
+    # the floor keeps none; -s 1000: three windows, whatever their spread
+    cmd = [str(PERF_ANALYZER), "-m", model, "-x", "1", "-u", url, "-i", "grpc", *inputs,
+           "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-interval", str(window_ms),
+           "-s", "1000", "-f", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 10 + 120)
+    if run.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"perf_analyzer failed ({run.returncode}): {' '.join(cmd)}\n{(run.stdout + run.stderr)[-2000:]}")
+    with out.open() as f:
+        row = next(csv.DictReader(f))
+    return float(row["Inferences/Second"]), float(row["p50 latency"]) / 1e3, float(row["p99 latency"]) / 1e3
+
+
+async def _aio_load(url: str, model: str, concurrency: int, seconds: float) -> Row:
+    """The fallback: ``concurrency`` closed-loop asyncio clients in this process."""
+    import tritonclient.grpc.aio as tca
+
+    client = tca.InferenceServerClient(url)
+    if model == "identity":
+        inp = tca.InferInput("x", [FLOAT_COUNT], "FP32")
+        inp.set_data_from_numpy(np.random.default_rng(0).standard_normal(FLOAT_COUNT).astype(np.float32))
+    else:
+        inp = tca.InferInput("image", [1], "BYTES")
+        inp.set_data_from_numpy(np.array([jpeg()], dtype=object))
+    latencies: list[float] = []
+    for _ in range(20):
+        await client.infer(model, [inp])
+    t_end = time.perf_counter() + seconds
+
+    async def one() -> None:
+        while (t0 := time.perf_counter()) < t_end:
+            await client.infer(model, [inp])
+            latencies.append(time.perf_counter() - t0)
+
+    start_t = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    took = time.perf_counter() - start_t
+    await client.close()
+    p50, p99 = (float(np.percentile(latencies, q)) * 1e3 for q in (50, 99))
+    return len(latencies) / took, p50, p99
+
+
+def measure(url: str, model: str, concurrency: int, seconds: float, data: Path, work: Path, use_pa: bool) -> Row:
+    if use_pa:
+        return perf_analyzer(url, model, concurrency, seconds, data, work)
+    return asyncio.run(_aio_load(url, model, concurrency, seconds))
+
+
+def show_profile(path: Path, title: str, top: int = 18) -> None:
+    print(f"\n### cProfile: {title} (top {top} by own time)\n\n```")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("tottime").print_stats(top)
+    print("```")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=6.0, help="measuring time per row (default 6)")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--profile", type=Path, help="run both servers under cProfile; write DIR/{twinpipe,floor}.prof")
+    args = ap.parse_args()
+    use_pa = perf_analyzer_works()
+    prof: Path | None = args.profile
+    if prof is not None:
+        prof.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        repo = build_repository(work / "repo")
+        photo = jpeg()
+        data = work / "classify.json"  # perf_analyzer sends b64 BYTES as given: already length-prefixed
+        data.write_text(json.dumps({"data": [{"image": {"b64": base64.b64encode(struct.pack("<I", len(photo)) + photo).decode(),
+                                                        "shape": [1]}}]}))
+        ours, url = start(["-m", "twinpipe.runtime.cli", "serve", "--repository", str(repo), "--host", "127.0.0.1",
+                           "--grpc-port", "0", "--metrics-port", "-1"], "twinpipe: listening ",
+                          prof / "twinpipe.prof" if prof else None)
+        try:
+            floor, floor_url = start([str(Path(__file__).with_name("_floor.py"))], "floor: listening ",
+                                     prof / "floor.prof" if prof else None)
+            try:
+                check(url, floor=False)
+                check(floor_url, floor=True)
+                tool = "perf_analyzer (C++, sync, closed loop)" if use_pa else \
+                    "FALLBACK: in-process asyncio client (tritonclient.grpc.aio), perf_analyzer not runnable"
+                print(f"\n## gRPC server: twinpipe vs a bare grpc.aio echo server (the floor); load: {tool}; "
+                      f"{args.seconds:g} s per row, {os.cpu_count()} cores shared by server and client"
+                      + (" — UNDER cProfile" if prof else "") + "\n")
+                print("| target | concurrency | req/s | p50 ms | p99 ms | ratio to the floor (throughput) |")
+                print("|---|---:|---:|---:|---:|---:|")
+                ratios: dict[int, float] = {}
+                for model, label in (("identity", "identity (TorchScript, 1024 FP32)"),
+                                     ("classify", "classify pipeline (JPEG → top-5)")):
+                    for c in args.concurrency:
+                        base = 0.0
+                        for who, at in (("floor", floor_url), ("twinpipe", url)):
+                            rate, p50, p99 = measure(at, model, c, args.seconds, data, work, use_pa)
+                            base = base or rate
+                            name = f"floor: {model} echo" if who == "floor" else f"twinpipe: {label}"
+                            print(f"| {name} | {c} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {rate / base:.2f} |", flush=True)
+                            if model == "identity" and who == "twinpipe":
+                                ratios[c] = rate / base
+            finally:
+                stop(floor)
+        finally:
+            stop(ours)
+    met = all(r >= TARGET for r in ratios.values())
+    detail = ", ".join(f"{r:.0%} at {c}" for c, r in ratios.items())
+    print(f"\nidentity ≥ {TARGET:.0%} of the floor's throughput at each concurrency: {'yes' if met else 'no'} ({detail})")
+    if prof is not None:
+        show_profile(prof / "twinpipe.prof", "twinpipe serve (main thread)")
+        show_profile(prof / "floor.prof", "the floor (main thread)")
+
+
+if __name__ == "__main__":
+    main()
