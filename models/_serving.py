@@ -111,7 +111,8 @@ class ServedModel:
             raise InferInputError(f"{self.name} has no sequence_batching; a sequence id or start/end flag means nothing to it")
         if self.batcher is not None:
             return await self.batcher.infer(arrays, priority=priority, timeout_us=timeout_us)
-        return await _timed(self._stats, self.pool.run(arrays), next(iter(map(len, arrays.values())), 1) if cfg.max_batch_size else 1)
+        rows = next(iter(map(len, arrays.values())), 1) if cfg.max_batch_size else 1
+        return await _timed(self._stats, self.pool.run(arrays), rows)
 
     async def close(self) -> None:
         for part in (self.batcher, self.sequencer):

@@ -285,8 +285,13 @@ class Engine:
         if self.metrics is not None:
             self.metrics.inflight(servable.name, 1)
         try:
-            options = _options(parameters or {})
-            result = await _translate(servable.infer(inputs, options), servable.label)
+            options = _options(parameters) if parameters else {}
+            try:  # what the models and pipelines raise, as EngineErrors (inline: this is the hot path)
+                result = await servable.infer(inputs, options)
+            except EngineError:
+                raise
+            except Exception as e:
+                raise _engine_error(e, servable.label) from e
             out = servable.select(result, outputs)
             servable.count(True, time.perf_counter() - start)
             return InferResponse(servable.name, servable.version, request_id, out, {k: servable.datatypes.get(k, "") for k in out})
@@ -372,19 +377,14 @@ def _options(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _translate(work: Any, label: str) -> dict[str, Any]:
-    """Await ``work``, turning what the models and pipelines raise into EngineErrors."""
-    try:
-        return dict(await work)
-    except EngineError:
-        raise
-    except (InferInputError, RequestError, SequenceError, PipelineInputError) as e:
-        raise InvalidArgumentError(str(e)) from e
-    except QueueFullError as e:
-        raise UnavailableError(str(e)) from e
-    except QueueTimeoutError as e:
-        raise DeadlineError(str(e)) from e
-    except (BatchError, StepError) as e:
-        raise InternalError(str(e)) from e
-    except Exception as e:  # a bug in a model or step: the request fails, the server lives
-        raise InternalError(f"{label}: {type(e).__name__}: {e}") from e
+def _engine_error(e: Exception, label: str) -> EngineError:
+    """What a model or pipeline raised, as the EngineError (status) it maps to."""
+    if isinstance(e, InferInputError | RequestError | SequenceError | PipelineInputError):
+        return InvalidArgumentError(str(e))
+    if isinstance(e, QueueFullError):
+        return UnavailableError(str(e))
+    if isinstance(e, QueueTimeoutError):
+        return DeadlineError(str(e))
+    if isinstance(e, BatchError | StepError):
+        return InternalError(str(e))
+    return InternalError(f"{label}: {type(e).__name__}: {e}")  # a bug in a model or step: the server lives

@@ -20,7 +20,21 @@ from twinpipe.pipelines import asset_path
 from ._server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
-PERF_ANALYZER = Path(os.environ.get("TWINPIPE_PERF_ANALYZER", ROOT.parent / "shared" / "tools" / "perf-analyzer"))
+
+
+def _find_perf_analyzer() -> Path:
+    """The perf_analyzer wrapper: $TWINPIPE_PERF_ANALYZER, else ``shared/tools/perf-analyzer`` beside
+    the checkout or one of its parents (a clean clone may live elsewhere), else the workplace's."""
+    if "TWINPIPE_PERF_ANALYZER" in os.environ:
+        return Path(os.environ["TWINPIPE_PERF_ANALYZER"])
+    for folder in ROOT.parents:
+        candidate = folder / "shared" / "tools" / "perf-analyzer"
+        if candidate.is_file():
+            return candidate
+    return Path("/work/shared/tools/perf-analyzer")
+
+
+PERF_ANALYZER = _find_perf_analyzer()
 
 
 @pytest.fixture(scope="module")
