@@ -11,8 +11,8 @@ Each instance has a worker thread that takes the next request from the pool's qu
 back-to-back requests never wait for the event loop in between; only the answer hops back.
 
 A model whose last calls all took under ``INLINE_BELOW_S`` (an identity, a lookup, a small
-tabular model) runs on the caller's event loop instead, when the pool is idle: for such a model
-the hop to a thread and back costs more than the work. A call is timed by its thread's CPU time
+tabular model) runs on the caller's event loop instead: for such a model the hop to a thread and
+back costs more than the work. A call is timed by its thread's CPU time
 (waiting for the GIL or for a core is not the model's cost); two slower calls in the window (or
 one far slower) send the model back to its thread, and an inline call that holds the loop for over ``INLINE_BLOCK_S`` of wall time (a
 model waiting on I/O) keeps it off the loop for the next ``_COOLDOWN`` calls. Only pools made with
@@ -34,7 +34,7 @@ from typing import Any
 __all__ = ["INLINE_BELOW_S", "INLINE_BLOCK_S", "InstancePool", "Runner"]
 
 Runner = Callable[..., Mapping[str, Any]]
-INLINE_BELOW_S = 50e-6
+INLINE_BELOW_S = 100e-6  # about what the hop to a worker thread and back costs in CPU
 INLINE_BLOCK_S = 1e-3
 _COOLDOWN = 1000
 _WINDOW = 16  # the calls that decide whether a model is that fast
@@ -79,10 +79,12 @@ class InstancePool:
             raise RuntimeError(f"model {self.name!r}: the instance pool is closed")
         loop = asyncio.get_running_loop()
         with self._ready:
-            inline = self._fast and not self._queue and not self._running and instance in (None, 0)
+            # not waiting for the pool to be idle: under load the queue never drains, and a compiled
+            # model may be called from two threads at once (TorchScript, torch.export, ONNX Runtime)
+            inline = self._fast and instance in (None, 0)
             if inline:
                 self._running += 1
-        if inline:  # nothing else can start meanwhile: work is only queued from this thread
+        if inline:
             start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return dict(self.runners[0](**inputs))

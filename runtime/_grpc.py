@@ -30,7 +30,9 @@ EXTENSIONS = ("model_repository", "model_configuration", "statistics", "sequence
 _VERSION = "0.1.0"
 
 
-def _options(request: Any) -> dict[str, Any]:
+def _options(request: Any) -> dict[str, Any] | None:
+    if not request.parameters:  # the common case: nothing to parse
+        return None
     opts = request_options(request.parameters)
     return {"sequence_id": opts.sequence_id, "sequence_start": opts.sequence_start, "sequence_end": opts.sequence_end,
             "priority": opts.priority or None, "timeout": opts.timeout_us or None}
