@@ -92,7 +92,7 @@ def _to_torch(x: Any, datatype: str, device: torch.device) -> Any:
     t = torch.from_numpy(arr)
     if datatype == "BF16":
         t = t.view(torch.bfloat16)
-    return t.to(device)
+    return t if device.type == "cpu" else t.to(device)  # from_numpy is already on the CPU
 
 
 def _to_numpy(x: Any) -> np.ndarray:

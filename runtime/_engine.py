@@ -294,7 +294,9 @@ class Engine:
                 raise _engine_error(e, servable.label) from e
             out = servable.select(result, outputs)
             servable.count(True, time.perf_counter() - start)
-            return InferResponse(servable.name, servable.version, request_id, out, {k: servable.datatypes.get(k, "") for k in out})
+            types = servable.datatypes
+            datatypes = dict(types) if out.keys() == types.keys() else {k: types.get(k, "") for k in out}
+            return InferResponse(servable.name, servable.version, request_id, out, datatypes)
         except EngineError as e:
             servable.count(False, time.perf_counter() - start, e.code)
             raise
