@@ -256,8 +256,8 @@ class Engine:
     def infer(self, name: str, inputs: Mapping[str, Any], *, version: str | int | None = None, request_id: str = "",
               parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None) -> InferResponse:
         """:meth:`infer_async` for synchronous callers (runs on the engine's event loop)."""
-        if self._loop is None:
-            self._start_loop()
+        if self._loop is None or (self._loop_thread is None and not self._loop.is_running()):
+            self._start_loop()  # none yet, or the loop that used us has finished
         return self._submit(name, inputs, version, request_id, parameters, outputs).result()
 
     def _submit(self, *args: Any) -> Future[InferResponse]:
@@ -266,7 +266,7 @@ class Engine:
 
     def _start_loop(self) -> None:
         with self._lock:
-            if self._loop is None:
+            if self._loop_thread is None:
                 loop = asyncio.new_event_loop()
                 self._loop_thread = threading.Thread(target=loop.run_forever, name="twinpipe-engine", daemon=True)
                 self._loop_thread.start()

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from twinpipe.dag import ModelInfo, RunStats, TensorDecl
 from twinpipe.models import BatcherStats, ServedModel, ServedPipeline
 
 from ._errors import DeadlineError, InvalidArgumentError
+from ._routed import RoutedModel
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -76,8 +77,10 @@ class Servable:
                 self.metrics.step(self.name, step, seconds)
 
     def info(self) -> ModelInfo:
+        """The model as a pipeline's model step sees it, its calls routed through this model's
+        batcher and instances on the engine's loop."""
         assert isinstance(self.served, ServedModel)
-        return self.served.model.info()
+        return replace(self.served.model.info(), fn=RoutedModel(self.served, lambda: self.engine._loop))
 
     def _unsqueezed(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         """A batch of scalars may come as [n, 1] (the config says dims [1] with reshape [], as
