@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from twinpipe.dag import ModelInfo, RunStats, TensorDecl
 from twinpipe.models import BatcherStats, ServedModel, ServedPipeline
 
 from ._errors import DeadlineError, InvalidArgumentError
-from ._routed import RoutedModel
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -77,10 +76,11 @@ class Servable:
                 self.metrics.step(self.name, step, seconds)
 
     def info(self) -> ModelInfo:
-        """The model as a pipeline's model step sees it, its calls routed through this model's
-        batcher and instances on the engine's loop."""
+        """The model as a pipeline's model step sees it: the step calls the model's runner on the
+        pipeline's thread. (Routing it through the model's batcher from that thread was tried: the
+        thread hops cost more than the batching gave; an async executor would do it properly.)"""
         assert isinstance(self.served, ServedModel)
-        return replace(self.served.model.info(), fn=RoutedModel(self.served, lambda: self.engine._loop))
+        return self.served.model.info()
 
     def _unsqueezed(self, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
         """A batch of scalars may come as [n, 1] (the config says dims [1] with reshape [], as

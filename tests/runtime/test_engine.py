@@ -50,16 +50,12 @@ steps:
 """
 
 
-WIDE = PIPELINE.replace("name: twice", "name: wide").replace("batching: {max_batch_size: 4}\n", "")
-
-
 def _repo(root: Path, broken: bool = False) -> Path:
     for name, (config, code) in MODELS.items():
         (root / name / "1").mkdir(parents=True)
         (root / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
         (root / name / "1" / "m.py").write_text(code)
     (root / "twice.yaml").write_text(PIPELINE)
-    (root / "wide.yaml").write_text(WIDE)
     if broken:
         (root / "broken" / "1").mkdir(parents=True)
         (root / "broken" / "config.yaml").write_text("name: broken\nbackend: torchscript\ninputs: {}\noutputs: {}\n")
@@ -296,25 +292,6 @@ def test_a_cuda_model_is_served_and_the_metrics_read_the_gpu(tmp_path: Path) -> 
     body = metrics.render()[0].decode()
     assert metrics.gpu and "twinpipe_gpu_memory_used_bytes" in body and "twinpipe_request_success_total" in body
     e.close()
-
-
-def test_pipeline_model_steps_go_through_the_models_batcher(engine: Engine) -> None:
-    [before] = engine.statistics("double")
-    x = _x(3)
-    np.testing.assert_array_equal(engine.infer("twice", {"x": x}).outputs["y"], x * 4)
-    [after] = engine.statistics("double")
-    assert after["inference_count"] - before["inference_count"] == 6  # both steps, 3 rows each, counted by the model
-
-    async def main() -> list[Any]:  # pipeline and direct traffic share the model's batches
-        jobs = [engine.infer_async("twice", {"x": x}) for _ in range(12)] + [engine.infer_async("double", {"x": x}) for _ in range(12)]
-        return list(await asyncio.gather(*jobs))
-
-    done = asyncio.run(main())
-    assert all(np.array_equal(r.outputs["y"], x * (4 if k < 12 else 2)) for k, r in enumerate(done))
-    [last] = engine.statistics("double")
-    assert last["execution_count"] - after["execution_count"] < 36  # 36 requests reached the model, fewer batches ran
-    wide = _x(20)  # a pipeline batch above the model's max_batch_size 8: sent in chunks
-    np.testing.assert_array_equal(engine.infer("wide", {"x": wide}).outputs["y"], wide * 4)
 
 
 def test_sync_calls_work_after_an_async_caller_s_loop_has_finished(engine: Engine) -> None:
