@@ -43,7 +43,9 @@ Character classes are ``tokenizers``' own: Unicode 8.0 general categories (so U+
 punctuation, U+166D is). Lower-casing and NFD are Python's; on Python 3.11 (Unicode 14.0) they
 disagree with ``tokenizers`` 0.23 on 56 code points only: 55 letters added in Unicode 16 (Garay,
 Kirat Rai, U+1C89, …) that Rust lower-cases and Python does not know, and U+11938, which Python's
-NFD decomposes and tokenizers' does not (checked over every code point). An empty text gives ``[CLS] [SEP]``."""
+NFD decomposes and tokenizers' does not (checked over every code point); and NFD's order within a
+run of combining marks that holds marks added after Unicode 8.0 (U+07FD, U+0898…), which Python
+sorts by its newer combining classes and tokenizers leaves as written. An empty text gives ``[CLS] [SEP]``."""
 
 _OUTPUTS = [
     TensorSpec("input_ids", (np.int64,), "L", "token ids, padded with pad_token's id to max_length"),
