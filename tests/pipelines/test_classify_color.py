@@ -104,8 +104,9 @@ def test_the_lab_reference_is_opencvs() -> None:
     srgb = rng.random((500, 3)).astype(np.float32)
     srgb[:12] = np.array(list(CSS.values()), np.float32) / 255
     want = cv2.cvtColor(srgb[None], cv2.COLOR_RGB2Lab)[0]  # float input: sRGB curve, D65
-    # OpenCV interpolates its curves (within 0.25 here); a wrong white or matrix is off by units
-    np.testing.assert_allclose(_lab(_linear(srgb.astype(np.float64))), want, atol=0.5)
+    # OpenCV interpolates its curves (seen up to 0.51 off, once in ~10 runs of 500 colours); a wrong
+    # white point or matrix is off by several units
+    np.testing.assert_allclose(_lab(_linear(srgb.astype(np.float64))), want, atol=1.0)
 
 
 def test_color_net_computes_its_definition(repo: Repository) -> None:
