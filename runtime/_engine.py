@@ -54,8 +54,8 @@ class ModelState(dict[str, str]):
 
 def default_repository() -> tuple[Path, Path]:
     """The shipped repository: ``twinpipe/pipelines/models`` and the shipped pipeline files."""
-    from twinpipe.pipelines import pipelines_dir
-    return pipelines_dir() / "models", pipelines_dir()
+    from twinpipe.pipelines import models_dir, pipelines_dir
+    return models_dir(), pipelines_dir()
 
 
 class Engine:

@@ -19,13 +19,13 @@ from google.protobuf import json_format
 
 from ._engine import Engine
 from ._errors import EngineError, InvalidArgumentError
+from ._proto import HEALTH_SERVICE, INFERENCE_SERVICE
 from ._proto import kserve_pb2 as pb
 from ._wire import decode_inputs, encode_outputs, request_options, requested_outputs
 
 __all__ = ["GRPC_SERVICE", "HEALTH_SERVICE", "GrpcFrontend"]
 
-GRPC_SERVICE = "inference.GRPCInferenceService"
-HEALTH_SERVICE = "grpc.health.v1.Health"
+GRPC_SERVICE = INFERENCE_SERVICE  # the wire names live with the .proto
 EXTENSIONS = ("model_repository", "model_configuration", "statistics", "sequence", "parameters", "schedule_policy")
 _VERSION = "0.1.0"
 

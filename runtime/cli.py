@@ -48,7 +48,7 @@ def _models(args: argparse.Namespace, paths: Sequence[str]) -> dict[str, Any] | 
 
     from twinpipe.dag import load_spec
     from twinpipe.models import load_repository
-    from twinpipe.pipelines import pipelines_dir
+    from twinpipe.pipelines import models_dir
 
     given = getattr(args, "repository", None)
     if not given:
@@ -57,7 +57,7 @@ def _models(args: argparse.Namespace, paths: Sequence[str]) -> dict[str, Any] | 
                 return None
         except (PipelineError, OSError):
             return None  # the check itself reports it
-    root = Path(given) if given else pipelines_dir() / "models"
+    root = Path(given) if given else models_dir()
     if not root.is_dir():
         if given:
             raise UserError(f"--repository {given}: not a folder")
