@@ -12,11 +12,12 @@ back-to-back requests never wait for the event loop in between; only the answer 
 
 A model whose last calls all took under ``INLINE_BELOW_S`` (an identity, a lookup, a small
 tabular model) runs on the caller's event loop instead: for such a model the hop to a thread and
-back costs more than the work. A call is timed by its thread's CPU time
-(waiting for the GIL or for a core is not the model's cost); two slower calls in the window (or
-one far slower) send the model back to its thread, and an inline call that holds the loop for over ``INLINE_BLOCK_S`` of wall time (a
-model waiting on I/O) keeps it off the loop for the next ``_COOLDOWN`` calls. Only pools made with
-``inline=True`` take the fast path: compiled models (TorchScript, torch.export, ONNX), never
+back costs more than the work. A call on a worker is timed by its thread's CPU time (waiting for
+the GIL or for a core is not the model's cost); a call on the loop by its wall time (how long it
+held the loop). Two slower calls in the window (or one far slower) send the model back to its
+thread, and an inline call that holds the loop for over ``INLINE_BLOCK_S`` (a model waiting on I/O,
+or one that got slower) keeps it off the loop for the next ``_COOLDOWN`` calls. Only pools made
+with ``inline=True`` take the fast path: compiled models (TorchScript, torch.export, ONNX), never
 Python factories, which may wait on the very loop they would block.
 """
 
@@ -61,8 +62,9 @@ class InstancePool:
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._running = 0  # requests being computed, on workers or inline
         self._recent: deque[float] = deque(maxlen=_WINDOW)
+        self._slow = 0  # calls in the window at or over INLINE_BELOW_S
+        self._far = 0  # ... and at or over 10 × INLINE_BELOW_S
         self._fast = False
         self._cooldown = 0  # calls to run on threads before the fast path may return
         self._inline_ok = inline
@@ -73,29 +75,15 @@ class InstancePool:
 
     async def run(self, inputs: Mapping[str, Any], *, instance: int | None = None) -> dict[str, Any]:
         """Run one (batched) request; waits for a free instance."""
+        if self._fast and instance is None:  # not waiting for the pool to be idle: under load it never is,
+            return self.run_inline(inputs)  # and compiled models may be called from two threads at once
         if instance is not None and not 0 <= instance < len(self.runners):
             raise ValueError(f"model {self.name!r} has {len(self.runners)} instance(s); there is no instance {instance}")
         if self._closed:
             raise RuntimeError(f"model {self.name!r}: the instance pool is closed")
+        if self._fast and instance == 0:
+            return self.run_inline(inputs)
         loop = asyncio.get_running_loop()
-        with self._ready:
-            # not waiting for the pool to be idle: under load the queue never drains, and a compiled
-            # model may be called from two threads at once (TorchScript, torch.export, ONNX Runtime)
-            inline = self._fast and instance in (None, 0)
-            if inline:
-                self._running += 1
-        if inline:
-            start, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return dict(self.runners[0](**inputs))
-            finally:
-                cpu, wall = time.thread_time() - cpu, time.perf_counter() - start
-                with self._ready:
-                    self._running -= 1
-                    if wall > INLINE_BLOCK_S and cpu < wall / 2:  # it waited, holding the loop
-                        self._cooldown = _COOLDOWN
-                    self._note(cpu)
-                    self.inline_calls += 1
         work = _Work(inputs, instance, loop.create_future(), loop)
         with self._ready:
             if not self._threads:
@@ -106,6 +94,28 @@ class InstancePool:
             else:
                 self._ready.notify_all()  # it must reach its own worker
         return await work.future  # cancelling drops it if no worker took it yet
+
+    @property
+    def inline(self) -> bool:
+        """Whether the next unpinned call runs on the caller's thread (then :meth:`run_inline`
+        does it without a coroutine)."""
+        return self._fast
+
+    def run_inline(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Run one request on instance 0, on this thread: for a pool whose :attr:`inline` is on."""
+        if self._closed:
+            raise RuntimeError(f"model {self.name!r}: the instance pool is closed")
+        start = time.perf_counter()
+        try:
+            return dict(self.runners[0](**inputs))
+        finally:
+            # on the loop what counts is how long the loop was held: wall time (and no second clock to read)
+            wall = time.perf_counter() - start
+            with self._ready:
+                if wall > INLINE_BLOCK_S:  # waiting or computing, it held the loop
+                    self._cooldown = _COOLDOWN
+                self._note(wall)
+                self.inline_calls += 1
 
     def _start(self) -> None:
         for i in range(len(self.runners)):
@@ -122,7 +132,6 @@ class InstancePool:
                         return None
                     if work.instance is None or work.instance == i:
                         del self._queue[k]
-                        self._running += 1
                         return work
                 self._ready.wait()
 
@@ -138,21 +147,27 @@ class InstancePool:
                     result = dict(runner(**work.inputs))
                 except BaseException as e:  # handed to the caller; the worker lives on
                     error = e
-            with self._ready:
-                self._running -= 1
-                if ran:
+            if ran:
+                with self._ready:
                     self._note(time.thread_time() - start)
             with contextlib.suppress(RuntimeError):  # RuntimeError: the caller's loop is gone
                 work.loop.call_soon_threadsafe(_settle, work.future, result, error)
 
     def _note(self, seconds: float) -> None:
         """Record a call's time (holding the lock); decides the inline fast path."""
-        self._recent.append(seconds)
-        self._cooldown = max(0, self._cooldown - 1)
+        recent = self._recent
+        if len(recent) == _WINDOW:  # the oldest call leaves the window
+            old = recent[0]
+            self._slow -= old >= INLINE_BELOW_S
+            self._far -= old >= 10 * INLINE_BELOW_S
+        recent.append(seconds)
+        self._slow += seconds >= INLINE_BELOW_S
+        self._far += seconds >= 10 * INLINE_BELOW_S
+        if self._cooldown:
+            self._cooldown -= 1
         # all but one of the last calls under the bound (a garbage collection may land in one), none far over
-        ranked = sorted(self._recent)
-        self._fast = (self._inline_ok and not self._cooldown and len(ranked) == _WINDOW and ranked[-2] < INLINE_BELOW_S
-                      and ranked[-1] < 10 * INLINE_BELOW_S)
+        self._fast = (self._inline_ok and not self._cooldown and len(recent) == _WINDOW and self._slow <= 1
+                      and not self._far)
 
     def close(self) -> None:
         """Stop the instance threads once their current work is done."""

@@ -9,11 +9,11 @@ its config asks for. The runtime's Engine holds one of these per model and per p
 
 from __future__ import annotations
 
-import asyncio
 import difflib
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -40,6 +40,37 @@ class InferInputError(ValueError):
 def check_inputs(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, Any], max_batch_size: int) -> dict[str, Any]:
     """``inputs`` as arrays, checked against ``decls``: names, datatypes, ranks and fixed
     dimensions, and (when ``max_batch_size > 0``) one batch size within the limit."""
+    out: dict[str, Any] = {}
+    rows = -1
+    for d in decls:  # every request passes here: one loop, the messages built only on failure
+        x = inputs.get(d.name, _MISSING)
+        if x is _MISSING:
+            _names_error(name, decls, inputs)
+        arr = x if type(x) is np.ndarray else np.asarray(x)
+        if arr.dtype != _DTYPES[d.datatype] and not (d.datatype == "BYTES" and arr.dtype.kind in "OSU"):
+            given = arr.dtype.name if arr.dtype.kind != "O" else "object (BYTES)"
+            raise InferInputError(f"{name}: input {d.name!r} has datatype {d.datatype} ({_DTYPES[d.datatype].name}); given {given}")
+        shape = (-1, *d.shape) if max_batch_size > 0 else d.shape
+        if arr.ndim != len(shape) or any(s != -1 and s != g for s, g in zip(shape, arr.shape)):
+            batch = " (the first dimension is the batch)" if max_batch_size > 0 else ""
+            raise InferInputError(f"{name}: input {d.name!r} expects shape {list(shape)}{batch}; given {list(arr.shape)}")
+        if max_batch_size > 0:
+            if rows >= 0 and arr.shape[0] != rows:
+                given_rows = {k: len(v) for k, v in out.items()} | {d.name: arr.shape[0]}
+                raise InferInputError(f"{name}: inputs disagree on the batch size (first dimension): {given_rows}")
+            rows = arr.shape[0]
+        out[d.name] = arr
+    if len(inputs) != len(out):
+        _names_error(name, decls, inputs)
+    if max_batch_size > 0 and decls and not 1 <= rows <= max_batch_size:
+        raise InferInputError(f"{name}: a batch of {rows} is outside 1..{max_batch_size} (max_batch_size)")
+    return out
+
+
+_MISSING = object()
+
+
+def _names_error(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, Any]) -> NoReturn:
     known = {d.name for d in decls}
     unknown = next((k for k in inputs if k not in known), None)
     if unknown is not None:
@@ -47,31 +78,7 @@ def check_inputs(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, 
         hint = f"did you mean {guess[0]!r}?" if guess else f"its inputs are: {', '.join(sorted(known))}"
         raise InferInputError(f"{name}: unknown input {unknown!r}; {hint}")
     missing = [d.name for d in decls if d.name not in inputs]
-    if missing:
-        raise InferInputError(f"{name}: missing input(s) {', '.join(map(repr, missing))}")
-    out: dict[str, Any] = {}
-    rows: dict[str, int] = {}
-    for d in decls:
-        x = inputs[d.name]
-        arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-        want = _DTYPES[d.datatype]
-        is_bytes = d.datatype == "BYTES" and arr.dtype.kind in "OSU"
-        if not is_bytes and arr.dtype != want:
-            given = arr.dtype.name if arr.dtype.kind != "O" else "object (BYTES)"
-            raise InferInputError(f"{name}: input {d.name!r} has datatype {d.datatype} ({want.name}); given {given}")
-        shape = (-1, *d.shape) if max_batch_size > 0 else d.shape
-        if arr.ndim != len(shape) or any(s != -1 and s != g for s, g in zip(shape, arr.shape)):
-            batch = " (the first dimension is the batch)" if max_batch_size > 0 else ""
-            raise InferInputError(f"{name}: input {d.name!r} expects shape {list(shape)}{batch}; given {list(arr.shape)}")
-        if max_batch_size > 0:
-            rows[d.name] = arr.shape[0]
-        out[d.name] = arr
-    if len(set(rows.values())) > 1:
-        raise InferInputError(f"{name}: inputs disagree on the batch size (first dimension): {rows}")
-    n = next(iter(rows.values()), 1)
-    if max_batch_size > 0 and not 1 <= n <= max_batch_size:
-        raise InferInputError(f"{name}: a batch of {n} is outside 1..{max_batch_size} (max_batch_size)")
-    return out
+    raise InferInputError(f"{name}: missing input(s) {', '.join(map(repr, missing))}")
 
 
 class ServedModel:
@@ -111,8 +118,16 @@ class ServedModel:
             raise InferInputError(f"{self.name} has no sequence_batching; a sequence id or start/end flag means nothing to it")
         if self.batcher is not None:
             return await self.batcher.infer(arrays, priority=priority, timeout_us=timeout_us)
-        rows = next(iter(map(len, arrays.values())), 1) if cfg.max_batch_size else 1
-        return await _timed(self._stats, self.pool.run(arrays), rows)
+        rows = len(next(iter(arrays.values()), (0,))) if cfg.max_batch_size else 1
+        start = time.perf_counter()  # the hot path of an unbatched model: counted here, no wrapper
+        try:
+            pool = self.pool
+            out = pool.run_inline(arrays) if pool.inline else await pool.run(arrays)
+        except BaseException as e:  # a cancelled request counts, not as a failure
+            _count(self._stats, rows, start, failed=isinstance(e, Exception))
+            raise
+        _count(self._stats, rows, start)
+        return out
 
     async def close(self) -> None:
         for part in (self.batcher, self.sequencer):
@@ -161,18 +176,22 @@ class ServedPipeline:
             await self.batcher.close()
 
 
-async def _timed(stats: BatcherStats, work: Any, rows: int) -> dict[str, Any]:
+async def _timed(stats: BatcherStats, work: Awaitable[Mapping[str, Any]], rows: int) -> dict[str, Any]:
     """Await unbatched work, counting it in ``stats`` like the batcher counts its batches."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    stats.requests, stats.batches, stats.rows = stats.requests + 1, stats.batches + 1, stats.rows + rows
+    start = time.perf_counter()
     try:
-        return dict(await work)
-    except Exception:
-        stats.failed += 1
+        out = dict(await work)
+    except BaseException as e:
+        _count(stats, rows, start, failed=isinstance(e, Exception))
         raise
-    finally:
-        took = int((loop.time() - start) * 1e9)
-        stats.compute_ns += took
-        stats.batch_sizes[rows] = stats.batch_sizes.get(rows, 0) + 1
-        stats.batch_compute_ns[rows] = stats.batch_compute_ns.get(rows, 0) + took
+    _count(stats, rows, start)
+    return out
+
+
+def _count(stats: BatcherStats, rows: int, start: float, failed: bool = False) -> None:
+    took = int((time.perf_counter() - start) * 1e9)
+    stats.requests, stats.batches, stats.rows = stats.requests + 1, stats.batches + 1, stats.rows + rows
+    stats.failed += failed
+    stats.compute_ns += took
+    stats.batch_sizes[rows] = stats.batch_sizes.get(rows, 0) + 1
+    stats.batch_compute_ns[rows] = stats.batch_compute_ns.get(rows, 0) + took

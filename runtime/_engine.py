@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,23 +245,32 @@ class Engine:
                           outputs: Sequence[str] | None = None) -> InferResponse:
         """Run one request. ``parameters`` honoured: ``sequence_id``, ``sequence_start``,
         ``sequence_end``, ``priority``, ``timeout`` (µs); ``outputs`` limits what comes back."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None or (self._loop_thread is None and not self._loop.is_running()):
-            self._loop = loop  # the first loop to call (a finished one is replaced: asyncio.run per test)
-        elif self._loop is not loop:  # batchers live on the engine's loop: hop there
-            return await asyncio.wrap_future(self._submit(name, inputs, version, request_id, parameters, outputs))
-        return await self._infer(name, inputs, version, request_id, parameters, outputs)
+        return await self.submit(self.get(name, version), inputs, request_id=request_id, parameters=parameters,
+                                 outputs=outputs)
 
     def infer(self, name: str, inputs: Mapping[str, Any], *, version: str | int | None = None, request_id: str = "",
               parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None) -> InferResponse:
         """:meth:`infer_async` for synchronous callers (runs on the engine's event loop)."""
+        servable = self.get(name, version)
         if self._loop is None or (self._loop_thread is None and not self._loop.is_running()):
             self._start_loop()  # none yet, or the loop that used us has finished
-        return self._submit(name, inputs, version, request_id, parameters, outputs).result()
-
-    def _submit(self, *args: Any) -> Future[InferResponse]:
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(self._infer(*args), self._loop)
+        work = self._infer(servable, inputs, request_id, parameters, outputs)
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def submit(self, servable: Servable, inputs: Mapping[str, Any], *, request_id: str = "",
+               parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None) -> Awaitable[InferResponse]:
+        """:meth:`infer_async` for a servable already looked up with :meth:`get` (what frontends
+        call: they answer NOT_FOUND before they decode a request's tensors). Call it on a running
+        event loop and await what it returns."""
+        loop = asyncio.get_running_loop()
+        work = self._infer(servable, inputs, request_id, parameters, outputs)
+        if self._loop is not loop:
+            if self._loop is None or (self._loop_thread is None and not self._loop.is_running()):
+                self._loop = loop  # the first loop to call (a finished one is replaced: asyncio.run per test)
+            else:  # batchers live on the engine's loop: hop there
+                return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+        return work
 
     def _start_loop(self) -> None:
         with self._lock:
@@ -272,38 +280,35 @@ class Engine:
                 self._loop_thread.start()
                 self._loop = loop
 
-    async def _infer(self, name: str, inputs: Mapping[str, Any], version: str | int | None, request_id: str,
+    async def _infer(self, servable: Servable, inputs: Mapping[str, Any], request_id: str,
                      parameters: Mapping[str, Any] | None, outputs: Sequence[str] | None) -> InferResponse:
         start = time.perf_counter()
-        servable = self.get(name, version)
         if self.closing:
             raise UnavailableError("the server is shutting down")
         if self._inflight >= self.max_inflight:
             servable.count(False, 0.0, "UNAVAILABLE")
             raise UnavailableError(f"too many requests in flight ({self.max_inflight}, max_inflight); try again later")
         self._inflight += 1
-        if self.metrics is not None:
-            self.metrics.inflight(servable.name, 1)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.inflight(servable.name, 1)
         try:
-            options = _options(parameters) if parameters else {}
             try:  # what the models and pipelines raise, as EngineErrors (inline: this is the hot path)
-                result = await servable.infer(inputs, options)
+                result = await servable.infer(inputs, _options(parameters) if parameters else _NO_OPTIONS)
             except EngineError:
                 raise
             except Exception as e:
                 raise _engine_error(e, servable.label) from e
-            out = servable.select(result, outputs)
+            response = servable.response(result, outputs, request_id)
             servable.count(True, time.perf_counter() - start)
-            types = servable.datatypes
-            datatypes = dict(types) if out.keys() == types.keys() else {k: types.get(k, "") for k in out}
-            return InferResponse(servable.name, servable.version, request_id, out, datatypes)
+            return response
         except EngineError as e:
             servable.count(False, time.perf_counter() - start, e.code)
             raise
         finally:
             self._inflight -= 1
-            if self.metrics is not None:
-                self.metrics.inflight(servable.name, -1)
+            if metrics is not None:
+                metrics.inflight(servable.name, -1)
 
     @property
     def inflight(self) -> int:
@@ -354,6 +359,9 @@ class Engine:
 
 async def _close_all(servables: list[Servable]) -> None:
     await asyncio.gather(*(s.close() for s in servables), return_exceptions=True)
+
+
+_NO_OPTIONS: Mapping[str, Any] = {}
 
 
 def _options(parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from ._engine import Engine
+from ._engine import Engine, InferResponse
 from ._errors import EngineError, InvalidArgumentError
 from ._proto import HEALTH_SERVICE, INFERENCE_SERVICE
 from ._proto import kserve_pb2 as pb
@@ -152,20 +152,21 @@ class GrpcFrontend:
             return pb.RepositoryModelUnloadResponse()
         raise AssertionError
 
+    def _submit(self, request: Any) -> Awaitable[InferResponse]:
+        """Start one request; raises EngineError for an unknown model (NOT_FOUND before anything is
+        decoded) or a malformed request."""
+        engine = self.engine
+        servable = engine.get(request.model_name, request.model_version or None)
+        return engine.submit(servable, decode_inputs(request), request_id=request.id, parameters=_options(request),
+                             outputs=requested_outputs(request))
+
     async def _infer(self, request: Any) -> Any:
         """One request → its response message; raises EngineError."""
-        self.engine.get(request.model_name, request.model_version or None)  # unknown model: NOT_FOUND first
-        inputs = decode_inputs(request)
-        result = await self.engine.infer_async(request.model_name, inputs, version=request.model_version or None,
-                                               request_id=request.id, parameters=_options(request),
-                                               outputs=requested_outputs(request))
-        response = pb.ModelInferResponse(model_name=result.model_name, model_version=result.model_version, id=request.id)
-        encode_outputs(response, result.outputs, result.datatypes)
-        return response
+        return _response(request, await self._submit(request))
 
     async def model_infer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:  # the hot path: a plain try, not the _status context manager
-            return await self._infer(request)
+        try:  # the hot path: a plain try, not the _status context manager, and no coroutine but this one
+            return _response(request, await self._submit(request))
         except EngineError as e:
             await context.abort(grpc.StatusCode[e.code], str(e))
         except Exception as e:
@@ -228,6 +229,12 @@ class GrpcFrontend:
                 yield pb.HealthCheckResponse(status=status)
                 last = status
             await asyncio.sleep(0.25)
+
+
+def _response(request: Any, result: InferResponse) -> Any:
+    response = pb.ModelInferResponse(model_name=result.model_name, model_version=result.model_version, id=request.id)
+    encode_outputs(response, result.outputs, result.datatypes)
+    return response
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twinpipe.dag import ModelInfo, RunStats, TensorDecl
@@ -24,16 +24,20 @@ _PLATFORMS = {"torchscript": ("pytorch", "pytorch_libtorch"), "torch_export": ("
               "onnx": ("onnxruntime", "onnxruntime_onnx"), "python": ("python", "")}
 
 
-@dataclass
+_EPOCH = time.time() - time.perf_counter()  # perf_counter() + _EPOCH: the wall clock, without a second clock read
+
+
+@dataclass(slots=True)
 class InferResponse:
-    """What a request gets back: outputs by name, with their KServe datatypes."""
+    """What a request gets back: outputs by name, with their KServe datatypes (read-only: the
+    datatypes may be shared between responses)."""
 
     model_name: str
     model_version: str
     id: str
     outputs: dict[str, Any]
-    datatypes: dict[str, str]
-    parameters: dict[str, Any] = field(default_factory=dict)
+    datatypes: Mapping[str, str]
+    parameters: dict[str, Any] | None = None
 
 
 @dataclass
@@ -94,9 +98,12 @@ class Servable:
                 out[name] = x.reshape(-1)
         return out
 
-    def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> Awaitable[Mapping[str, Any]]:
+    def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
+        if self._scalars and self.max_batch_size:
+            inputs = self._unsqueezed(inputs)
+        if not options:  # the common case: nothing to pass on
+            return self.served.infer(inputs)
         priority, timeout_us = options.get("priority"), options.get("timeout_us")
-        inputs = self._unsqueezed(inputs)
         if isinstance(self.served, ServedModel):
             return self.served.infer(inputs, priority=priority, timeout_us=timeout_us,
                                      sequence_id=options.get("sequence_id"), sequence_start=options.get("sequence_start", False),
@@ -108,14 +115,21 @@ class Servable:
             return _deadline(work, timeout_us, self.label)
         return work
 
-    def select(self, result: Mapping[str, Any], requested: Sequence[str] | None) -> dict[str, Any]:
-        """The requested outputs (all when None), in the order asked."""
+    def response(self, result: dict[str, Any], requested: Sequence[str] | None, request_id: str) -> InferResponse:
+        """The response to a request: the requested outputs (all when None, in the order asked)
+        with their datatypes. ``result`` is the request's own dict (it becomes the response's)."""
+        types = self.datatypes
         if not requested:
-            return dict(result)
+            datatypes = types if result.keys() == types.keys() else {k: types.get(k, "") for k in result}
+            return InferResponse(self.name, self.version, request_id, result, datatypes)
         unknown = [n for n in requested if n not in result]
         if unknown:
             raise InvalidArgumentError(f"{self.label} has no output {unknown[0]!r}; its outputs are: {', '.join(result)}")
-        return {n: result[n] for n in requested}
+        if len(set(requested)) != len(requested):
+            twice = next(n for n in requested if requested.count(n) > 1)
+            raise InvalidArgumentError(f"{self.label}: output {twice!r} requested twice")
+        return InferResponse(self.name, self.version, request_id, {n: result[n] for n in requested},
+                             {n: types.get(n, "") for n in requested})
 
     def count(self, ok: bool, seconds: float, reason: str = "") -> None:
         c, ns = self.counts, int(seconds * 1e9)
@@ -123,7 +137,7 @@ class Servable:
             c.success, c.success_ns = c.success + 1, c.success_ns + ns
         else:
             c.fail, c.fail_ns = c.fail + 1, c.fail_ns + ns
-        c.last_ms = int(time.time() * 1000)
+        c.last_ms = int((time.perf_counter() + _EPOCH) * 1000)
         if self.metrics is not None:
             self.metrics.request(self.name, self.version, ok=ok, reason=reason or None, request_s=seconds)
 
@@ -261,7 +275,7 @@ def _sequence_config(section: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _deadline(work: Awaitable[Mapping[str, Any]], timeout_us: int, label: str) -> Mapping[str, Any]:
+async def _deadline(work: Awaitable[dict[str, Any]], timeout_us: int, label: str) -> dict[str, Any]:
     try:
         return await asyncio.wait_for(work, timeout_us / 1e6)
     except TimeoutError:

@@ -98,17 +98,17 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
     """
     inputs = request.inputs
     raw = request.raw_input_contents
-    for tensor in inputs:
-        shm = [p for p in _SHM_PARAMS if p in tensor.parameters] if tensor.parameters else None
-        if shm:
-            raise WireError(f"input '{tensor.name}' uses shared memory ({shm[0]}), which this server does not support; send the data in the request")
     if len(raw) and len(raw) != len(inputs):
         raise WireError(
             f"raw_input_contents holds {len(raw)} entries for {len(inputs)} inputs; give raw contents for every input or for none"
         )
     out: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(inputs):
-        name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+        name, datatype, shape = tensor.name, tensor.datatype, tuple(tensor.shape)
+        if tensor.parameters:
+            shm = [p for p in _SHM_PARAMS if p in tensor.parameters]
+            if shm:
+                raise WireError(f"input '{name}' uses shared memory ({shm[0]}), which this server does not support; send the data in the request")
         if not name:
             raise WireError(f"input #{i} has no name")
         if name in out:
@@ -116,7 +116,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
         head = _Head(name, datatype, shape)  # the message prefix, formatted only for an error
         if datatype not in DATATYPES:
             raise WireError(f"{head}: unknown datatype '{datatype}'; datatypes are: {', '.join(DATATYPES)}")
-        if any(d < 0 for d in shape):
+        if shape and min(shape) < 0:
             raise WireError(f"{head}: negative dimension in the shape")
         n = math.prod(shape)  # a Python int: no overflow, compared with the buffer before any allocation
         if len(raw):
@@ -218,20 +218,22 @@ def encode_outputs(
     Raises :class:`WireError` for an unknown or repeated requested name (the client's mistake) and
     ``TypeError`` for an output that cannot be encoded as its datatype (the server's).
     """
-    names = list(requested) if requested else list(outputs)
-    seen: set[str] = set()
-    for name in names:
-        if name not in outputs:
-            raise WireError(f"unknown output '{name}' requested; outputs are: {', '.join(outputs) or '(none)'}")
-        if name in seen:
-            raise WireError(f"output '{name}' requested twice")
-        seen.add(name)
-    for name in names:
-        arr = np.asarray(outputs[name])
+    if requested:
+        seen: set[str] = set()
+        for name in requested:
+            if name not in outputs:
+                raise WireError(f"unknown output '{name}' requested; outputs are: {', '.join(outputs) or '(none)'}")
+            if name in seen:
+                raise WireError(f"output '{name}' requested twice")
+            seen.add(name)
+    add, raw = response.outputs.add, response.raw_output_contents
+    for name in requested or outputs:
+        arr = outputs[name]
+        if type(arr) is not np.ndarray:
+            arr = np.asarray(arr)
         datatype = datatypes.get(name) or _datatype_of_array(name, arr)
-        data = _to_raw(name, arr, datatype)
-        response.outputs.add(name=name, datatype=datatype, shape=arr.shape)
-        response.raw_output_contents.append(data)
+        raw.append(_to_raw(name, arr, datatype))
+        add(name=name, datatype=datatype, shape=arr.shape)
 
 
 def _datatype_of_array(name: str, arr: np.ndarray) -> str:
@@ -252,12 +254,13 @@ def _to_raw(name: str, arr: np.ndarray, datatype: str) -> bytes:
         return _bf16_bits(name, arr).astype("<u2", copy=False).tobytes()
     if datatype not in DATATYPES:
         raise TypeError(f"output '{name}': unknown datatype '{datatype}'")
-    target = DATATYPES[datatype]
-    if arr.dtype != target:
-        if not np.can_cast(arr.dtype, target, "safe"):
+    little = _LITTLE[datatype]
+    if arr.dtype != little:
+        target = DATATYPES[datatype]
+        if arr.dtype != target and not np.can_cast(arr.dtype, target, "safe"):
             raise TypeError(f"output '{name}' is {arr.dtype}, which does not fit its datatype {datatype} ({target})")
-        arr = arr.astype(target)
-    return arr.astype(target.newbyteorder("<"), copy=False).tobytes()
+        arr = arr.astype(little)
+    return arr.tobytes()
 
 
 def _bf16_bits(name: str, arr: np.ndarray) -> np.ndarray:
