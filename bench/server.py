@@ -11,17 +11,19 @@ Three targets, measured in one run with the same load generator:
   ``classify`` (the JPEG's bytes). What any Python gRPC server pays per request; twinpipe's ratio
   to it is what twinpipe itself adds.
 
-Each row is Triton's ``perf_analyzer`` (C++, closed loop, sync calls: ``concurrency`` requests in
-flight) for ``--seconds`` (three windows, stability check off so every row takes the same time);
-it reports throughput and the client's p50/p99 latency. Target: identity ≥ 70% of the floor's
-throughput at each concurrency. Without a working perf_analyzer the rows come from an in-process
-asyncio client (tritonclient.grpc.aio), which the table title says.
+Each measurement is Triton's ``perf_analyzer`` (C++, closed loop, sync calls: ``concurrency``
+requests in flight) for ``--seconds`` (three windows, stability check off so every one takes the
+same time); it reports throughput and the client's p50/p99 latency. The two servers take turns,
+``--rounds`` times per row, and a row shows the round with the median throughput (with the range
+over rounds): a busy spell of the shared machine lands on both. Target: identity ≥ 70% of the
+floor's throughput at each concurrency. Without a working perf_analyzer the rows come from an
+in-process asyncio client (tritonclient.grpc.aio), which the table title says.
 
 This machine has 2 cores: the server under test, perf_analyzer's threads and (idle) the other
 server share them, so throughput is bound by the CPU all of them burn, and at concurrency 16 the
 latencies include time waiting for a core. Compare ratios, not absolute numbers.
 
-Run: ``.venv/bin/python bench/server.py [--seconds 6] [--concurrency 1 16] [--profile DIR]``
+Run: ``.venv/bin/python bench/server.py [--seconds 4] [--rounds 3] [--concurrency 1 16] [--profile DIR]``
 (``--profile`` runs both servers under cProfile, writes ``DIR/{twinpipe,floor}.prof`` and prints
 their top functions; its throughputs are then cProfile's, not the servers').
 """
@@ -224,6 +226,11 @@ def measure(url: str, model: str, concurrency: int, seconds: float, data: Path, 
     return asyncio.run(_aio_load(url, model, concurrency, seconds))
 
 
+def _median(rows: list[Row]) -> Row:
+    """The row of the round with the median throughput."""
+    return sorted(rows)[len(rows) // 2]
+
+
 def show_profile(path: Path, title: str, top: int = 18) -> None:
     print(f"\n### cProfile: {title} (top {top} by own time)\n\n```")
     stats = pstats.Stats(str(path))
@@ -233,8 +240,9 @@ def show_profile(path: Path, title: str, top: int = 18) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=6.0, help="measuring time per row (default 6)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="measuring time per round (default 4)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--rounds", type=int, default=3, help="turns each server takes per row; the median counts (default 3)")
     ap.add_argument("--profile", type=Path, help="run both servers under cProfile; write DIR/{twinpipe,floor}.prof")
     args = ap.parse_args()
     use_pa = perf_analyzer_works()
@@ -260,20 +268,26 @@ def main() -> None:
                 tool = "perf_analyzer (C++, sync, closed loop)" if use_pa else \
                     "FALLBACK: in-process asyncio client (tritonclient.grpc.aio), perf_analyzer not runnable"
                 print(f"\n## gRPC server: twinpipe vs a bare grpc.aio echo server (the floor); load: {tool}; "
-                      f"{args.seconds:g} s per row, {os.cpu_count()} cores shared by server and client"
+                      f"{args.rounds} rounds of {args.seconds:g} s per row, {os.cpu_count()} cores shared by server and client"
                       + (" — UNDER cProfile" if prof else "") + "\n")
-                print("| target | concurrency | req/s | p50 ms | p99 ms | ratio to the floor (throughput) |")
+                print("| target | concurrency | req/s (range over rounds) | p50 ms | p99 ms | ratio to the floor (throughput) |")
                 print("|---|---:|---:|---:|---:|---:|")
                 ratios: dict[int, float] = {}
                 for model, label in (("identity", "identity (TorchScript, 1024 FP32)"),
                                      ("classify", "classify pipeline (JPEG → top-5)")):
                     for c in args.concurrency:
-                        base = 0.0
-                        for who, at in (("floor", floor_url), ("twinpipe", url)):
-                            rate, p50, p99 = measure(at, model, c, args.seconds, data, work, use_pa)
-                            base = base or rate
+                        # the servers take turns, round after round: a slow spell of this shared
+                        # machine lands on both; each row is the round with the median throughput
+                        runs: dict[str, list[Row]] = {"floor": [], "twinpipe": []}
+                        for _ in range(args.rounds):
+                            for who, at in (("floor", floor_url), ("twinpipe", url)):
+                                runs[who].append(measure(at, model, c, args.seconds, data, work, use_pa))
+                        base = _median(runs["floor"])[0]
+                        for who in ("floor", "twinpipe"):
+                            rate, p50, p99 = _median(runs[who])
                             name = f"floor: {model} echo" if who == "floor" else f"twinpipe: {label}"
-                            print(f"| {name} | {c} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {rate / base:.2f} |", flush=True)
+                            spread = f"{min(r[0] for r in runs[who]):.0f}–{max(r[0] for r in runs[who]):.0f}"
+                            print(f"| {name} | {c} | {rate:.0f} ({spread}) | {p50:.2f} | {p99:.2f} | {rate / base:.2f} |", flush=True)
                             if model == "identity" and who == "twinpipe":
                                 ratios[c] = rate / base
             finally:

@@ -72,6 +72,7 @@ _TYPED_WIDE = {
 }
 _LEN = struct.Struct("<I")
 _LITTLE = {name: dt.newbyteorder("<") for name, dt in DATATYPES.items()}
+_PLAIN = {name: dt for name, dt in _LITTLE.items() if name not in ("BOOL", "BYTES")}  # raw bytes are the array
 _SHM_PARAMS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 _INT64_MAX = 2**63 - 1
 
@@ -98,9 +99,10 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
     """
     inputs = request.inputs
     raw = request.raw_input_contents
-    if len(raw) and len(raw) != len(inputs):
+    n_raw = len(raw)
+    if n_raw and n_raw != len(inputs):
         raise WireError(
-            f"raw_input_contents holds {len(raw)} entries for {len(inputs)} inputs; give raw contents for every input or for none"
+            f"raw_input_contents holds {n_raw} entries for {len(inputs)} inputs; give raw contents for every input or for none"
         )
     out: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(inputs):
@@ -109,26 +111,29 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
             shm = [p for p in _SHM_PARAMS if p in tensor.parameters]
             if shm:
                 raise WireError(f"input '{name}' uses shared memory ({shm[0]}), which this server does not support; send the data in the request")
-        if not name:
-            raise WireError(f"input #{i} has no name")
-        if name in out:
-            raise WireError(f"input '{name}' given twice")
-        head = _Head(name, datatype, shape)  # the message prefix, formatted only for an error
-        if datatype not in DATATYPES:
-            raise WireError(f"{head}: unknown datatype '{datatype}'; datatypes are: {', '.join(DATATYPES)}")
-        if shape and min(shape) < 0:
+        if not name or name in out:
+            raise WireError(f"input '{name}' given twice" if name else f"input #{i} has no name")
+        if shape and min(shape) < 0 or datatype not in DATATYPES:
+            head = _Head(name, datatype, shape)
+            if datatype not in DATATYPES:
+                raise WireError(f"{head}: unknown datatype '{datatype}'; datatypes are: {', '.join(DATATYPES)}")
             raise WireError(f"{head}: negative dimension in the shape")
         n = math.prod(shape)  # a Python int: no overflow, compared with the buffer before any allocation
-        if len(raw):
+        if n_raw:
             if tensor.HasField("contents") and tensor.contents.ListFields():
-                raise WireError(f"{head}: both raw contents and typed contents given; use one")
-            flat = _from_raw(raw[i], datatype, n, head)
+                raise WireError(f"{_Head(name, datatype, shape)}: both raw contents and typed contents given; use one")
+            data = raw[i]
+            dtype = _PLAIN.get(datatype)
+            if dtype is not None and len(data) == n * dtype.itemsize:  # the common case: a zero-copy view
+                flat = np.frombuffer(data, dtype=dtype)
+            else:
+                flat = _from_raw(data, datatype, n, _Head(name, datatype, shape))
         else:
-            flat = _from_typed(tensor.contents, datatype, n, head)
+            flat = _from_typed(tensor.contents, datatype, n, _Head(name, datatype, shape))
         try:
             out[name] = flat.reshape(shape)
         except ValueError as e:  # e.g. a 0-size shape too large for NumPy, or over 64 dims
-            raise WireError(f"{head}: NumPy cannot hold this shape ({e})") from None
+            raise WireError(f"{_Head(name, datatype, shape)}: NumPy cannot hold this shape ({e})") from None
     return out
 
 
