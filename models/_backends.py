@@ -129,7 +129,11 @@ class TorchRunner:
         guard = torch._C._InferenceMode(True)
         try:
             if self.stream is None:
-                out = self._name_outputs(self._forward(*[_to_torch(x, t, self.device) for x, t in zip(args, self._datatypes)]))
+                if len(args) == 1:  # most models: one input, no list to build
+                    result = self._forward(_to_torch(args[0], self._datatypes[0], self.device))
+                else:
+                    result = self._forward(*[_to_torch(x, t, self.device) for x, t in zip(args, self._datatypes)])
+                out = self._name_outputs(result)
             else:
                 with torch.cuda.stream(self.stream):
                     tensors = [_to_torch(x, t, self.device) for x, t in zip(args, self._datatypes)]
@@ -140,6 +144,11 @@ class TorchRunner:
 
     def _name_outputs(self, result: Any) -> dict[str, np.ndarray]:
         names = self.output_names
+        if len(names) == 1 and isinstance(result, torch.Tensor):  # most models: one tensor out
+            return {names[0]: _to_numpy(result)}
+        return self._name_all(result, names)
+
+    def _name_all(self, result: Any, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         if isinstance(result, dict):
             missing = [n for n in names if n not in result]
             if missing:

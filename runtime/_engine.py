@@ -294,7 +294,7 @@ class Engine:
             metrics.inflight(servable.name, 1)
         try:
             try:  # what the models and pipelines raise, as EngineErrors (inline: this is the hot path)
-                result = await servable.infer(inputs, _options(parameters) if parameters else _NO_OPTIONS)
+                result = await (servable.infer(inputs, _options(parameters)) if parameters else servable.run(inputs))
             except EngineError:
                 raise
             except Exception as e:
@@ -359,9 +359,6 @@ class Engine:
 
 async def _close_all(servables: list[Servable]) -> None:
     await asyncio.gather(*(s.close() for s in servables), return_exceptions=True)
-
-
-_NO_OPTIONS: Mapping[str, Any] = {}
 
 
 def _options(parameters: Mapping[str, Any]) -> dict[str, Any]:

@@ -98,11 +98,18 @@ class Servable:
                 out[name] = x.reshape(-1)
         return out
 
-    def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
+    def run(self, inputs: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
+        """Run a request that has no options (the common case)."""
         if self._scalars and self.max_batch_size:
             inputs = self._unsqueezed(inputs)
-        if not options:  # the common case: nothing to pass on
-            return self.served.infer(inputs)
+        return self.served.infer(inputs)
+
+    def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
+        """Run a request with its options (sequence, priority, timeout)."""
+        if not options:
+            return self.run(inputs)
+        if self._scalars and self.max_batch_size:
+            inputs = self._unsqueezed(inputs)
         priority, timeout_us = options.get("priority"), options.get("timeout_us")
         if isinstance(self.served, ServedModel):
             return self.served.infer(inputs, priority=priority, timeout_us=timeout_us,

@@ -113,7 +113,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
                 raise WireError(f"input '{name}' uses shared memory ({shm[0]}), which this server does not support; send the data in the request")
         if not name or name in out:
             raise WireError(f"input '{name}' given twice" if name else f"input #{i} has no name")
-        if shape and min(shape) < 0 or datatype not in DATATYPES:
+        if (shape and min(shape) < 0) or datatype not in DATATYPES:
             head = _Head(name, datatype, shape)
             if datatype not in DATATYPES:
                 raise WireError(f"{head}: unknown datatype '{datatype}'; datatypes are: {', '.join(DATATYPES)}")
