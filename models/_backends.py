@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,9 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+_END = object()
+
+
 class TorchRunner:
     """Runs a loaded model: ``runner(**inputs) -> {output: array}``, inputs by config name.
 
@@ -148,7 +151,39 @@ class TorchRunner:
             return {names[0]: _to_numpy(result)}
         return self._name_all(result, names)
 
+    def responses(self, **inputs: Any) -> Generator[dict[str, np.ndarray], None, None]:
+        """A decoupled model's responses to one request, one per item its call yields; each step
+        of the model's generator runs in inference mode. Closing this closes the model's generator."""
+        args, unbatch = gather_inputs(self.config, inputs)
+        guard = torch._C._InferenceMode(True)
+        try:
+            result = self._forward(*[_to_torch(x, t, self.device) for x, t in zip(args, self._datatypes)])
+        finally:
+            del guard
+        if isinstance(result, dict | torch.Tensor | np.ndarray) or not isinstance(result, Iterable):
+            raise ValueError(f"model {self.config.name!r} is decoupled: its call must return an iterable of responses "
+                             f"(e.g. be a generator), it returned {type(result).__name__}")
+        items = iter(result)
+        try:
+            while True:
+                guard = torch._C._InferenceMode(True)
+                try:
+                    item = next(items, _END)
+                    if item is _END:
+                        return
+                    out = self._name_outputs(item)
+                finally:
+                    del guard
+                yield {k: v[0] for k, v in out.items()} if unbatch else out
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # the model's own cleanup (its finally blocks) runs now, not at garbage collection
+
     def _name_all(self, result: Any, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if isinstance(result, Iterator):
+            raise ValueError(f"model {self.config.name!r} returned {type(result).__name__}; a model that answers with "
+                             "several responses must say decoupled: true in its config")
         if isinstance(result, dict):
             missing = [n for n in names if n not in result]
             if missing:

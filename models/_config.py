@@ -15,6 +15,7 @@ that is not the folder's — is reported at once as a :class:`PipelineError`.
     instances: {count: 1, device: cpu}
     version_policy: {latest: 1}     # {latest: N} | all | {specific: [1, 3]}
     factory: my_module:build        # python backend only
+    decoupled: false                # python backend: true if its call yields any number of responses
     dynamic_batching: {max_queue_delay_us: 500, preferred_batch_sizes: [4, 8]}
     warmup: {batch_size: 1}         # or true: one zero-filled request at load
 """
@@ -38,7 +39,7 @@ __all__ = ["BACKENDS", "DEVICES", "TOP_KEYS", "ModelConfig", "VersionPolicy", "l
 BACKENDS = ("torchscript", "torch_export", "onnx", "python")
 DEVICES = ("cpu", "cuda", "auto")
 TOP_KEYS = ("name", "description", "backend", "inputs", "outputs", "max_batch_size", "device", "instances",
-            "version_policy", "factory", "dynamic_batching", "sequence_batching", "warmup")
+            "version_policy", "factory", "dynamic_batching", "sequence_batching", "warmup", "decoupled")
 DECL_KEYS = ("datatype", "shape", "description")
 INSTANCE_KEYS = ("count", "device")
 WARMUP_KEYS = ("batch_size",)
@@ -102,6 +103,9 @@ class ModelConfig:
     warmup: dict[str, Any] | None = None
     description: str = ""
     locations: dict[str, Location] = field(default_factory=dict, compare=False)  # key → where its value is
+    #: a streaming model (Triton's decoupled transaction policy): its call returns an iterable, and
+    #: each item is one response to the request
+    decoupled: bool = False
 
     @property
     def location(self) -> Location:
@@ -250,12 +254,15 @@ class _Reader:
         sequence = self.section(keys["sequence_batching"], "sequence_batching", SEQUENCE_KEYS) if "sequence_batching" in keys else None
         warmup = self.warmup(keys["warmup"]) if "warmup" in keys else None
         desc = self.value(keys["description"]) if "description" in keys else ""
+        decoupled = self.flag(keys["decoupled"], "decoupled") if "decoupled" in keys else False
         self.cross_check(mbs, dynamic, sequence, inputs, outputs)
+        if decoupled:
+            self.check_decoupled(backend, dynamic, sequence)
         if self.diagnostics:
             raise PipelineError(self.diagnostics)
         assert name is not None and backend is not None and mbs is not None and device is not None
         return ModelConfig(name, self.file, backend, tuple(inputs), tuple(outputs), mbs, device, count, inst_device,
-                           policy, factory, dynamic, sequence, warmup, str(desc or ""), self.locations)
+                           policy, factory, dynamic, sequence, warmup, str(desc or ""), self.locations, decoupled=decoupled)
 
     def cross_check(self, mbs: int | None, dynamic: dict[str, Any] | None, sequence: dict[str, Any] | None,
                     inputs: list[TensorDecl], outputs: list[TensorDecl]) -> None:
@@ -287,6 +294,22 @@ class _Reader:
             shape = entry.get("shape")
             if shape is not None and -1 in shape:
                 self.error(where, f"state {name!r}: shape {list(shape)} must be fixed (no -1): the initial state is made from it")
+
+    def check_decoupled(self, backend: str | None, dynamic: dict[str, Any] | None, sequence: dict[str, Any] | None) -> None:
+        """A decoupled model is Python code that yields; it answers each request on its own."""
+        at = self.locations.get
+        if backend not in ("python", None):
+            self.error(at("decoupled", at("")), f"decoupled: true needs backend python (a function that yields responses); {backend} models answer once")
+        for what, section in (("dynamic_batching", dynamic), ("sequence_batching", sequence)):
+            if section is not None:
+                self.error(at(what, at("")), f"a decoupled model answers each request with its own stream of responses; it takes no {what}")
+
+    def flag(self, node: Node, what: str) -> bool:
+        v = self.value(node)
+        if not isinstance(v, bool):
+            self.error(node, f"{what} must be true or false, found {self.found(node)}")
+            return False
+        return v
 
     def name(self, node: Node, folder_name: str) -> str | None:
         v = self.value(node)

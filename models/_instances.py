@@ -28,7 +28,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,11 @@ class _Work:
     instance: int | None
     future: asyncio.Future[dict[str, Any]]
     loop: asyncio.AbstractEventLoop
+    items: asyncio.Queue[Any] | None = None  # a stream's responses, then _END or the error
+    stop: bool = False  # a stream's consumer has left: stop at the next response
+
+
+_END = object()
 
 
 class InstancePool:
@@ -135,9 +140,61 @@ class InstancePool:
                         return work
                 self._ready.wait()
 
+    async def stream(self, inputs: Mapping[str, Any], *, instance: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Run one request of a decoupled model on the first free instance: its responses, as the
+        model yields them. The instance serves the stream until it ends; leaving the iteration
+        early (or being cancelled) closes the model's generator once its current step is done."""
+        if self._closed:
+            raise RuntimeError(f"model {self.name!r}: the instance pool is closed")
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        work = _Work(inputs, instance, loop.create_future(), loop, items)
+        with self._ready:
+            if not self._threads:
+                self._start()
+            self._queue.append(work)
+            self._ready.notify_all()
+        try:
+            while (item := await items.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            work.stop = True
+            work.future.cancel()  # not taken yet: no worker will start it
+
+    def _stream(self, runner: Runner, work: _Work) -> None:
+        """Run a stream on this worker, handing each response to the consumer's loop."""
+        assert work.items is not None
+        put = work.items.put_nowait
+
+        def send(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is gone
+                work.loop.call_soon_threadsafe(put, item)
+
+        try:
+            # a model runner's responses(); a plain function (tests) returns its iterable
+            responses: Any = runner.responses(**work.inputs) if hasattr(runner, "responses") else iter(runner(**work.inputs))
+            try:
+                for out in responses:
+                    if work.stop:
+                        break
+                    send(dict(out))
+            finally:
+                close = getattr(responses, "close", None)
+                if close is not None:
+                    close()
+            send(_END)
+        except BaseException as e:  # handed to the consumer; the worker lives on
+            send(e)
+
     def _serve(self, i: int) -> None:
         runner = self.runners[i]
         while (work := self._take(i)) is not None:
+            if work.items is not None:
+                if not work.stop:
+                    self._stream(runner, work)
+                continue
             result: Any = None
             error: BaseException | None = None
             ran = not work.future.cancelled()

@@ -148,7 +148,12 @@ def _warm_up(model: LoadedModel, batch_size: int, where: Path) -> None:
         dtype = dtype_of(d.datatype)
         inputs[d.name] = np.zeros((*batch, *(max(s, 1) for s in d.shape)), dtype=dtype)
     try:
-        model(**inputs)
+        if isinstance(model.runner, TorchRunner) and cfg.decoupled:  # its first response, then the stream closes
+            responses = model.runner.responses(**inputs)
+            next(responses, None)
+            responses.close()
+        else:
+            model(**inputs)
     except Exception as e:
         raise PipelineError([Diagnostic(Location(str(where), 1, 1), f"model {cfg.name!r} version {model.version} failed its warmup: {type(e).__name__}: {_first_line(e)}")]) from e
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, NoReturn
 
@@ -128,6 +128,23 @@ class ServedModel:
             raise
         _count(self._stats, rows, start)
         return out
+
+    async def stream(self, inputs: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A decoupled model's responses to one request, as the model yields them (any number)."""
+        cfg = self.config
+        if not cfg.decoupled:
+            raise InferInputError(f"{self.name} is not decoupled: it answers once, through infer()")
+        arrays = check_inputs(self.name, cfg.inputs, inputs, cfg.max_batch_size)
+        rows = len(next(iter(arrays.values()), (0,))) if cfg.max_batch_size else 1
+        start, failed = time.perf_counter(), False
+        try:
+            async for out in self.pool.stream(arrays):
+                yield out
+        except Exception:
+            failed = True
+            raise
+        finally:  # the whole stream is one request's compute (a consumer that leaves early: not a failure)
+            _count(self._stats, rows, start, failed=failed)
 
     async def close(self) -> None:
         for part in (self.batcher, self.sequencer):

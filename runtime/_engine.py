@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,14 @@ class Engine:
         if pipe.name != name:
             self._failed[name] = f"{name}.yaml declares name {pipe.name!r}; a pipeline's name must be its file's name"
             return
+        for step in pipe.spec.steps:
+            model, _, version = step.target.partition(":")
+            used = self._servables.get(model, {}).get(version) if version else None
+            used = used or next(iter(self._servables.get(model, {}).values()), None)
+            if step.kind == "model" and used is not None and used.decoupled:
+                self._failed[name] = (f"{step.location}: step {step.name!r}: model {model!r} is decoupled (it answers with a "
+                                      "stream of responses); a pipeline's model step needs one answer per call")
+                return
         self._servables[name] = {"1": pipeline_servable(ServedPipeline(pipe), self)}
         self._failed.pop(name, None)
 
@@ -272,6 +280,59 @@ class Engine:
                 return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
         return work
 
+    async def stream(self, name: str, inputs: Mapping[str, Any], *, version: str | int | None = None,
+                     request_id: str = "", parameters: Mapping[str, Any] | None = None,
+                     outputs: Sequence[str] | None = None) -> AsyncIterator[InferResponse]:
+        """Run one request and yield its responses as they come: any number for a decoupled
+        (streaming) model, exactly one for every other model and pipeline. Leaving the loop early
+        stops the model's generator."""
+        async for response in self.submit_stream(self.get(name, version), inputs, request_id=request_id,
+                                                 parameters=parameters, outputs=outputs):
+            yield response
+
+    async def submit_stream(self, servable: Servable, inputs: Mapping[str, Any], *, request_id: str = "",
+                            parameters: Mapping[str, Any] | None = None,
+                            outputs: Sequence[str] | None = None) -> AsyncIterator[InferResponse]:
+        """:meth:`stream` for a servable already looked up with :meth:`get`. A decoupled model's
+        stream runs on the caller's event loop (its instance threads answer any loop)."""
+        if not servable.decoupled:
+            yield await self.submit(servable, inputs, request_id=request_id, parameters=parameters, outputs=outputs)
+            return
+        start = time.perf_counter()
+        self._admit(servable)
+        reason = "CANCELLED"  # unless it ends or fails: the consumer left early
+        try:
+            try:
+                async for result in servable.stream(inputs, _options(parameters) if parameters else {}):
+                    yield servable.response(result, outputs, request_id)
+            except EngineError:
+                raise
+            except Exception as e:
+                raise _engine_error(e, servable.label) from e
+            reason = ""
+        except EngineError as e:
+            reason = e.code
+            raise
+        finally:
+            servable.count(not reason, time.perf_counter() - start, reason)
+            self._leave(servable)
+
+    def _admit(self, servable: Servable) -> None:
+        """Count a request in, or refuse it (shutting down, too many in flight)."""
+        if self.closing:
+            raise UnavailableError("the server is shutting down")
+        if self._inflight >= self.max_inflight:
+            servable.count(False, 0.0, "UNAVAILABLE")
+            raise UnavailableError(f"too many requests in flight ({self.max_inflight}, max_inflight); try again later")
+        self._inflight += 1
+        if self.metrics is not None:
+            self.metrics.inflight(servable.name, 1)
+
+    def _leave(self, servable: Servable) -> None:
+        self._inflight -= 1
+        if self.metrics is not None:
+            self.metrics.inflight(servable.name, -1)
+
     def _start_loop(self) -> None:
         with self._lock:
             if self._loop_thread is None:
@@ -283,15 +344,7 @@ class Engine:
     async def _infer(self, servable: Servable, inputs: Mapping[str, Any], request_id: str,
                      parameters: Mapping[str, Any] | None, outputs: Sequence[str] | None) -> InferResponse:
         start = time.perf_counter()
-        if self.closing:
-            raise UnavailableError("the server is shutting down")
-        if self._inflight >= self.max_inflight:
-            servable.count(False, 0.0, "UNAVAILABLE")
-            raise UnavailableError(f"too many requests in flight ({self.max_inflight}, max_inflight); try again later")
-        self._inflight += 1
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.inflight(servable.name, 1)
+        self._admit(servable)
         try:
             try:  # what the models and pipelines raise, as EngineErrors (inline: this is the hot path)
                 result = await (servable.infer(inputs, _options(parameters)) if parameters else servable.run(inputs))
@@ -306,9 +359,7 @@ class Engine:
             servable.count(False, time.perf_counter() - start, e.code)
             raise
         finally:
-            self._inflight -= 1
-            if metrics is not None:
-                metrics.inflight(servable.name, -1)
+            self._leave(servable)
 
     @property
     def inflight(self) -> int:

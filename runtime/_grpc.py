@@ -21,7 +21,7 @@ from ._engine import Engine, InferResponse
 from ._errors import EngineError, InvalidArgumentError
 from ._proto import HEALTH_SERVICE, INFERENCE_SERVICE
 from ._proto import kserve_pb2 as pb
-from ._wire import decode_inputs, encode_outputs, request_options, requested_outputs
+from ._wire import decode_inputs, encode_outputs, request_options, requested_outputs, wants_empty_final
 
 __all__ = ["GRPC_SERVICE", "HEALTH_SERVICE", "GrpcFrontend"]
 
@@ -160,10 +160,6 @@ class GrpcFrontend:
         return engine.submit(servable, decode_inputs(request), request_id=request.id, parameters=_options(request),
                              outputs=requested_outputs(request))
 
-    async def _infer(self, request: Any) -> Any:
-        """One request → its response message; raises EngineError."""
-        return _response(request, await self._submit(request))
-
     async def model_infer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:  # the hot path: a plain try, not the _status context manager, and no coroutine but this one
             return _response(request, await self._submit(request))
@@ -175,20 +171,35 @@ class GrpcFrontend:
 
     async def model_stream_infer(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         """Each request is answered as it completes (in any order; clients match by id); a failed
-        request is answered with its error and the stream goes on."""
+        request is answered with its error and the stream goes on. A decoupled model's responses
+        go out as it yields them, flagged not final; an empty final response follows when the
+        request asks for one (``triton_enable_empty_final_response``). Any other model's single
+        response is flagged final. A client that leaves cancels what it started."""
         answers: asyncio.Queue[Any] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
 
+        def send(response: Any, final: bool) -> None:
+            response.parameters["triton_final_response"].bool_param = final
+            answers.put_nowait(pb.ModelStreamInferResponse(infer_response=response))
+
         async def answer(request: Any) -> None:
             try:
-                response = await self._infer(request)
-                response.parameters["triton_final_response"].bool_param = True
-                await answers.put(pb.ModelStreamInferResponse(infer_response=response))
+                servable = self.engine.get(request.model_name, request.model_version or None)
+                if not servable.decoupled:
+                    send(_response(request, await self._submit(request)), final=True)
+                    return
+                empty_final = bool(request.parameters) and wants_empty_final(request.parameters)
+                responses = self.engine.submit_stream(servable, decode_inputs(request), request_id=request.id,
+                                                      parameters=_options(request), outputs=requested_outputs(request))
+                async for result in responses:
+                    send(_response(request, result), final=False)
+                if empty_final:
+                    send(pb.ModelInferResponse(model_name=servable.name, model_version=servable.version, id=request.id), final=True)
             except EngineError as e:
                 failed = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
-                await answers.put(pb.ModelStreamInferResponse(error_message=str(e), infer_response=failed))
+                answers.put_nowait(pb.ModelStreamInferResponse(error_message=str(e), infer_response=failed))
             except Exception as e:  # never let one request end the stream
-                await answers.put(pb.ModelStreamInferResponse(error_message=f"internal error: {type(e).__name__}: {e}"))
+                answers.put_nowait(pb.ModelStreamInferResponse(error_message=f"internal error: {type(e).__name__}: {e}"))
 
         async def read() -> None:
             async for request in requests:

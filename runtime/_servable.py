@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,8 @@ class Servable:
         self.datatypes = {d.name: d.datatype for d in outputs}
         self._scalars = tuple(d.name for d in inputs if d.shape == ())  # per-sample scalars
         self.uses: set[str] = set()  # pipelines: the models their steps name
+        #: a streaming model: any number of responses per request (Triton's decoupled policy)
+        self.decoupled = isinstance(served, ServedModel) and served.config.decoupled
         self.counts = _Counts()
         batcher = served.batcher
         if batcher is not None:
@@ -100,6 +102,9 @@ class Servable:
 
     def run(self, inputs: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
         """Run a request that has no options (the common case)."""
+        if self.decoupled:
+            raise InvalidArgumentError(f"{self.label} is decoupled (it answers a request with a stream of responses): "
+                                       "call it through a stream (gRPC ModelStreamInfer, Engine.stream)")
         if self._scalars and self.max_batch_size:
             inputs = self._unsqueezed(inputs)
         return self.served.infer(inputs)
@@ -108,6 +113,8 @@ class Servable:
         """Run a request with its options (sequence, priority, timeout)."""
         if not options:
             return self.run(inputs)
+        if self.decoupled:
+            return self.run(inputs)  # refused there
         if self._scalars and self.max_batch_size:
             inputs = self._unsqueezed(inputs)
         priority, timeout_us = options.get("priority"), options.get("timeout_us")
@@ -121,6 +128,16 @@ class Servable:
         if timeout_us and self.served.batcher is None:  # no queue to time out in: bound the whole run
             return _deadline(work, timeout_us, self.label)
         return work
+
+    def stream(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A decoupled model's responses to a request, as they come. It has no queue and no
+        sequences: priority and timeout mean nothing to it (as to any model without a batcher)."""
+        assert isinstance(self.served, ServedModel) and self.decoupled
+        if options.get("sequence_id") is not None or options.get("sequence_start") or options.get("sequence_end"):
+            raise InvalidArgumentError(f"{self.label} is not a sequence model; it takes no sequence_id/start/end")
+        if self._scalars and self.max_batch_size:
+            inputs = self._unsqueezed(inputs)
+        return self.served.stream(inputs)
 
     def response(self, result: dict[str, Any], requested: Sequence[str] | None, request_id: str) -> InferResponse:
         """The response to a request: the requested outputs (all when None, in the order asked)
@@ -182,7 +199,7 @@ class Servable:
 
         out: dict[str, Any] = {"name": self.name, "platform": self.platform, "max_batch_size": self.max_batch_size,
                                "input": [tensor(d) for d in self.inputs], "output": [tensor(d) for d in self.outputs],
-                               "model_transaction_policy": {"decoupled": False}}
+                               "model_transaction_policy": {"decoupled": self.decoupled}}
         if isinstance(self.served, ServedPipeline):  # scheduling is one of ensemble/dynamic/sequence
             # the model steps only: clients (perf_analyzer) look each one up as a model
             steps = [s for s in self.served.pipeline.spec.steps if s.kind == "model"]

@@ -38,6 +38,7 @@ __all__ = [
     "parse_sequence",
     "request_options",
     "requested_outputs",
+    "wants_empty_final",
 ]
 
 
@@ -367,6 +368,12 @@ def parse_sequence(params: Mapping[str, Any]) -> tuple[int | str | None, bool, b
             raise WireError(f"parameter '{'sequence_start' if start else 'sequence_end'}' given without a sequence_id")
         return None, False, False
     return seq, start, end
+
+
+def wants_empty_final(params: Mapping[str, Any]) -> bool:
+    """Whether a streamed request asks for an empty final response (Triton's
+    ``triton_enable_empty_final_response``: how a client learns a decoupled stream has ended)."""
+    return bool(_get(params, "triton_enable_empty_final_response", ("bool_param",), "a bool"))
 
 
 def request_options(params: Mapping[str, Any]) -> RequestOptions:

@@ -178,3 +178,31 @@ def test_missing_keys_duplicates_and_empty_files(tmp_path: Path) -> None:
     assert {e[2] for e in errors if e[:2] == (1, 1)} == {
         f"missing required key {k!r} in the model config" for k in ("backend", "inputs", "outputs")}
     assert _errors(_write(tmp_path, "")) == [(1, 1, "the model config is empty")]
+
+
+def test_decoupled_is_for_python_models_without_batchers(tmp_path: Path) -> None:
+    stream = _write(tmp_path, """\
+        name: tiny
+        backend: python
+        factory: m:build
+        decoupled: true
+        inputs: {n: {datatype: INT32, shape: [1]}}
+        outputs: {k: {datatype: INT32, shape: [1]}}
+        """)
+    assert load_config(stream).decoupled is True
+    assert load_config(_write(tmp_path, GOOD)).decoupled is False  # the default: one answer per request
+    bad = _write(tmp_path, """\
+        name: tiny
+        backend: torchscript
+        max_batch_size: 4
+        decoupled: true
+        inputs: {n: {datatype: INT32, shape: [1]}}
+        outputs: {k: {datatype: INT32, shape: [1]}}
+        dynamic_batching: {}
+        """)
+    assert _errors(bad) == [
+        (4, 12, "decoupled: true needs backend python (a function that yields responses); torchscript models answer once"),
+        (7, 19, "a decoupled model answers each request with its own stream of responses; it takes no dynamic_batching"),
+    ]
+    word = _write(tmp_path, stream.read_text().replace("decoupled: true", "decoupled: often"))
+    assert _errors(word) == [(4, 12, "decoupled must be true or false, found 'often'")]

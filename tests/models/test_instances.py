@@ -106,3 +106,85 @@ def test_an_error_reaches_its_caller_and_the_worker_lives_on() -> None:
 
     asyncio.run(main())
     pool.close()
+
+
+def test_a_stream_yields_each_response_as_the_model_makes_it() -> None:
+    made: list[float] = []
+
+    def counter(n: np.ndarray) -> Any:
+        for k in range(int(n[0])):
+            time.sleep(0.01)
+            made.append(time.monotonic())
+            yield {"k": np.array([k + 1])}
+
+    pool = InstancePool("count", [counter])
+
+    async def main() -> list[tuple[int, float]]:
+        return [(int(out["k"][0]), time.monotonic()) async for out in pool.stream({"n": np.array([5])})]
+
+    got = asyncio.run(main())
+    assert [k for k, _ in got] == [1, 2, 3, 4, 5]
+    # each arrived before the model had made the next one: streamed, not collected
+    assert all(at < made[i + 1] for i, (_, at) in enumerate(got[:-1]))
+    pool.close()
+
+
+def test_an_error_mid_stream_comes_after_the_responses_before_it() -> None:
+    def failing(n: np.ndarray) -> Any:
+        yield {"k": np.array([1])}
+        raise ValueError("the second response failed")
+
+    pool = InstancePool("fail", [failing])
+
+    async def main() -> tuple[list[int], Exception | None]:
+        seen = []
+        try:
+            async for out in pool.stream({"n": np.array([2])}):
+                seen.append(int(out["k"][0]))
+        except ValueError as e:
+            return seen, e
+        return seen, None
+
+    seen, error = asyncio.run(main())
+    assert seen == [1] and str(error) == "the second response failed"
+    pool.close()
+
+
+def test_leaving_a_stream_closes_the_models_generator_and_frees_the_instance() -> None:
+    closed: list[int] = []  # the streams whose generator was closed, by id
+
+    def endless(n: np.ndarray) -> Any:
+        k = 0
+        try:
+            while True:
+                k += 1
+                time.sleep(0.002)
+                yield {"k": np.array([k])}
+        finally:
+            closed.append(int(n[0]))
+
+    pool = InstancePool("ticker", [endless])  # one instance: a stream left running would block the next
+
+    async def drain(stream_id: int) -> None:
+        async for _ in pool.stream({"n": np.array([stream_id])}):
+            pass
+
+    async def main() -> list[int]:
+        first = []
+        async for out in pool.stream({"n": np.array([1])}):
+            first.append(int(out["k"][0]))
+            if len(first) == 3:
+                break  # leaving the loop
+        task = asyncio.ensure_future(drain(2))
+        await asyncio.sleep(0.05)  # it runs, so stream 1 was let go of
+        task.cancel()  # a consumer cancelled while it waits
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return first
+
+    assert asyncio.run(main()) == [1, 2, 3]
+    deadline = time.monotonic() + 5
+    while len(closed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closed == [1, 2]  # each model generator's finally ran: closed, not left running
+    pool.close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
+import numpy as np
+
 from twinpipe.models import BatchingPolicy, load_config
+from twinpipe.runtime import Engine
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -36,3 +40,21 @@ def test_readme_sequence_config_validates(tmp_path: Path) -> None:
     assert config.sequence_batching is not None and config.sequence_batching["strategy"] == "oldest"
     assert [(d.name, d.shape) for d in config.model_inputs] == [("frame", (40,)), ("h", (64,))]
     assert [d.name for d in config.model_outputs] == ["scores", "h_next"]
+
+
+def test_readme_streaming_model_streams(tmp_path: Path) -> None:
+    config = load_config(_block("count", tmp_path), folder_name="count")
+    assert config.decoupled and config.backend == "python"
+    code = re.search(r"```python\n# models/count/1/m\.py\n(.*?)```", README.read_text(), re.S)
+    assert code is not None, "README has no m.py for the count model"
+    (tmp_path / "count" / "1").mkdir()
+    (tmp_path / "count" / "1" / "m.py").write_text(code.group(1))
+    engine = Engine(tmp_path)
+
+    async def main() -> list[int]:
+        return [int(r.outputs["k"][0]) async for r in engine.stream("count", {"n": np.array([4], np.int32)})]
+
+    try:
+        assert asyncio.run(main()) == [1, 2, 3, 4]
+    finally:
+        engine.close()
