@@ -13,6 +13,7 @@ a run is reproducible from its seed and adding a step does not change another st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import math
@@ -20,17 +21,18 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._context import StepContext
 from ._plan import Mode, Plan, PlanStep, compile_plan
 from ._resolved import ValidPipeline
 
-__all__ = ["Executor", "PipelineInputError", "RunStats", "StepError", "Seed"]
+__all__ = ["Executor", "PipelineInputError", "RunStats", "Seed", "StepError", "StreamingError"]
 
 Seed = int | np.random.Generator | np.random.SeedSequence | None
 StepFn = Callable[..., Any]
@@ -92,9 +94,10 @@ class RunStats:
 class _Run:
     """The mutable state of one run: slot values, timings, seed, and (async) the calling loop."""
 
-    __slots__ = ("begin", "loop", "mode", "root", "seconds", "t0", "values")
+    __slots__ = ("begin", "ctx", "loop", "mode", "root", "seconds", "t0", "values")
 
-    def __init__(self, plan: Plan, mode: Mode, root: int | None, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(self, plan: Plan, mode: Mode, root: int | None, loop: asyncio.AbstractEventLoop | None,
+                 ctx: StepContext | None = None) -> None:
         n = len(plan.steps)
         self.values: list[Any] = [ABSENT] * plan.n_slots
         self.begin = [math.nan] * n
@@ -102,6 +105,7 @@ class _Run:
         self.mode = mode
         self.root = root
         self.loop = loop
+        self.ctx = ctx
         self.t0 = time.perf_counter()
 
 
@@ -155,40 +159,45 @@ class Executor:
 
     # -- running -------------------------------------------------------------------------------
 
-    def run(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve") -> dict[str, Any]:
+    def run(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve",
+            ctx: StepContext | None = None) -> dict[str, Any]:
         """Run on ``inputs`` (name → value); returns the outputs (name → value).
 
         An output whose producing step was skipped (``when`` false, or not in this ``mode``) is
         absent from the result. ``rng`` (a seed or a Generator) drives the random ops in train
-        mode; without it a train run draws fresh entropy. Serve mode never draws.
+        mode; without it a train run draws fresh entropy. Serve mode never draws. ``ctx`` is what
+        python steps get (an Engine passes its own; default: a plain :class:`StepContext`).
         """
-        return self._execute(inputs, rng, mode, None)[0]
+        return self._execute(inputs, rng, mode, None, ctx)[0]
 
     def run_with_stats(
-        self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve"
+        self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve", ctx: StepContext | None = None
     ) -> tuple[dict[str, Any], RunStats]:
         """:meth:`run`, also returning the run's timings (safe when runs overlap)."""
-        return self._execute(inputs, rng, mode, None)
+        return self._execute(inputs, rng, mode, None, ctx)
 
-    async def run_async(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve") -> dict[str, Any]:
+    async def run_async(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve",
+                        ctx: StepContext | None = None) -> dict[str, Any]:
         """:meth:`run` off the event loop (one hop to a worker thread per run, not per step).
 
-        A step whose callable is a coroutine function (a BLS step) is awaited on this loop.
+        A step whose callable is a coroutine function (an ``async`` python step) is awaited on
+        this loop.
         """
-        return (await self.run_with_stats_async(inputs, rng=rng, mode=mode))[0]
+        return (await self.run_with_stats_async(inputs, rng=rng, mode=mode, ctx=ctx))[0]
 
     async def run_with_stats_async(
-        self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve"
+        self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve", ctx: StepContext | None = None
     ) -> tuple[dict[str, Any], RunStats]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self._execute, inputs, rng, mode, loop))
+        return await loop.run_in_executor(None, functools.partial(self._execute, inputs, rng, mode, loop, ctx))
 
-    def _execute(
-        self, inputs: Mapping[str, Any], rng: Seed, mode: Mode, loop: asyncio.AbstractEventLoop | None
-    ) -> tuple[dict[str, Any], RunStats]:
+    def _start(self, inputs: Mapping[str, Any], rng: Seed, mode: Mode, loop: asyncio.AbstractEventLoop | None,
+               ctx: StepContext | None) -> tuple[Plan, list[StepFn], _Run]:
         plan, fns = self._compiled(mode)
         root = _root_seed(rng) if plan.any_random and mode == "train" else None
-        run = _Run(plan, mode, root, loop)
+        if ctx is None and plan.any_ctx:
+            ctx = StepContext(pipeline=plan.pipeline)
+        run = _Run(plan, mode, root, loop, ctx)
         values = run.values
         try:
             for name, slot in plan.inputs:
@@ -203,21 +212,117 @@ class Executor:
             unknown = [k for k in inputs if k not in plan.known_inputs]
             if unknown:
                 raise self._input_error(plan, inputs)
+        return plan, fns, run
+
+    def _execute(
+        self, inputs: Mapping[str, Any], rng: Seed, mode: Mode, loop: asyncio.AbstractEventLoop | None,
+        ctx: StepContext | None = None,
+    ) -> tuple[dict[str, Any], RunStats]:
+        plan, fns, run = self._start(inputs, rng, mode, loop, ctx)
+        if plan.stream_step is not None:
+            raise StreamingError(f"pipeline {plan.pipeline!r} streams (step {plan.steps[plan.stream_step].name!r} is a "
+                                 "generator): run it with stream() or stream_async(), or through an Engine's stream")
         if self.concurrent and plan.width > 1:
             self._run_concurrent(plan, fns, run)
         else:
             self._run_sequential(plan, fns, run)
-        out = {}
-        for name, cands in plan.outputs:
-            for s in cands:
-                v = values[s]
-                if v is not ABSENT:
-                    out[name] = v
-                    break
+        out = _outputs(plan, run.values)
         stats = RunStats(plan.pipeline, mode, tuple(s.name for s in plan.steps), run.begin, run.seconds,
                          time.perf_counter() - run.t0)
         self.last_stats = stats
         return out, stats
+
+    # -- streaming ------------------------------------------------------------------------------
+
+    def stream(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve",
+               ctx: StepContext | None = None) -> Generator[dict[str, Any], None, None]:
+        """Run a streaming pipeline: one result (its outputs) per item its generator step yields.
+
+        The steps the generator does not depend on... run once first, the generator step next, and
+        then, for each item it yields, the steps that depend on it. Closing the iterator closes
+        the generator step. A pipeline without a generator step yields its one result.
+        """
+        return self._stream(inputs, rng, mode, None, ctx)
+
+    async def stream_async(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve",
+                           ctx: StepContext | None = None) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`stream` off the event loop: the steps run on a worker thread, each result is
+        handed to this loop as it is made; leaving early cancels ``ctx`` and closes the stream."""
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def drive() -> None:
+            results = self._stream(inputs, rng, mode, loop, ctx)
+            try:
+                for out in results:
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(items.put_nowait, out)
+                results.close()
+                loop.call_soon_threadsafe(items.put_nowait, _END)
+            except BaseException as e:  # handed to the consumer
+                results.close()
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(items.put_nowait, _Failed(e))
+
+        done = loop.run_in_executor(None, drive)
+        try:
+            while (item := await items.get()) is not _END:
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+            if ctx is not None:
+                ctx.cancel()
+            if not done.done():
+                done.add_done_callback(lambda f: f.exception())  # collected, never raised
+
+    def _stream(self, inputs: Mapping[str, Any], rng: Seed, mode: Mode, loop: asyncio.AbstractEventLoop | None,
+                ctx: StepContext | None) -> Generator[dict[str, Any], None, None]:
+        plan, fns, run = self._start(inputs, rng, mode, loop, ctx)
+        if plan.stream_step is None:
+            self._run_sequential(plan, fns, run)
+            yield _outputs(plan, run.values)
+            return
+        gen = plan.steps[plan.stream_step]
+        after = _downstream(plan, gen.index)
+        for st in plan.steps:  # nothing is released: each item runs the dependents again
+            if st.index != gen.index and st.index not in after:
+                self._step(plan, st, fns[st.index], run)
+        kwargs = self._arguments(plan, gen, run.values)
+        try:
+            produced = fns[gen.index](ctx=run.ctx, **kwargs)
+        except Exception as e:
+            raise _step_error(plan, gen, e) from e
+        private = None
+        if hasattr(produced, "__aiter__") and run.loop is None:
+            private = asyncio.new_event_loop()  # an async generator outside any loop: drive it on our own
+        items = _iterate(produced, run.loop or private)
+        try:
+            while True:
+                t = time.perf_counter()
+                try:
+                    item = next(items, _END)
+                except Exception as e:
+                    raise _step_error(plan, gen, e) from e
+                if item is _END:
+                    return
+                try:
+                    for o, slot in gen.outputs:
+                        run.values[slot] = item[o]
+                except KeyError as e:
+                    raise _step_error(plan, gen, e) from e
+                run.seconds[gen.index] = time.perf_counter() - t
+                for st in plan.steps:
+                    if st.index in after:
+                        self._step(plan, st, fns[st.index], run)
+                yield _outputs(plan, run.values)
+        finally:
+            items.close()
+            if private is not None:
+                private.close()
 
     def _run_sequential(self, plan: Plan, fns: list[StepFn], run: _Run) -> None:
         values = run.values
@@ -226,7 +331,7 @@ class Executor:
         t0 = run.t0
         pc = time.perf_counter
         for st in plan.steps:
-            if st.simple and not st.takes_rng:
+            if st.simple and not st.takes_rng and not st.takes_ctx:
                 # the hot path: gather, call, scatter, release
                 kwargs = {a: values[s] for a, s in st.pairs}
                 t = pc()
@@ -261,16 +366,11 @@ class Executor:
                 raise _step_error(plan, st, e) from e
             if not go:
                 return
-        kwargs = {}
-        for a, cands in zip(st.args, st.arg_slots):
-            v = _first(values, cands)
-            if v is ABSENT:
-                raise StepError(plan.pipeline, st.name, st.kind, st.target,
-                                f"input {a!r}: {plan.slot_names[cands[0]]} was not produced (its step was skipped) "
-                                "and the reference declares no default")
-            kwargs[a] = v
+        kwargs = self._arguments(plan, st, values)
         t = time.perf_counter()
         try:
+            if st.takes_ctx:
+                kwargs["ctx"] = run.ctx
             if st.takes_rng:
                 gen = None if run.root is None else np.random.default_rng((run.root, st.seed_key))
                 out = fn(rng=gen, mode=run.mode, **kwargs)
@@ -286,6 +386,18 @@ class Executor:
         t1 = time.perf_counter()
         run.begin[st.index] = t - run.t0
         run.seconds[st.index] = t1 - t
+
+    @staticmethod
+    def _arguments(plan: Plan, st: PlanStep, values: list[Any]) -> dict[str, Any]:
+        kwargs = {}
+        for a, cands in zip(st.args, st.arg_slots):
+            v = _first(values, cands)
+            if v is ABSENT:
+                raise StepError(plan.pipeline, st.name, st.kind, st.target,
+                                f"input {a!r}: {plan.slot_names[cands[0]]} was not produced (its step was skipped) "
+                                "and the reference declares no default")
+            kwargs[a] = v
+        return kwargs
 
     def _run_concurrent(self, plan: Plan, fns: list[StepFn], run: _Run) -> None:
         """Dependency counting: a finished step starts its first newly ready dependent itself
@@ -391,6 +503,79 @@ class Executor:
         raise TypeError("an Executor is not picklable; pickle the Pipeline (it reloads from its file)")
 
 
+class StreamingError(RuntimeError):
+    """A streaming pipeline was run for one result: it answers with a stream."""
+
+
+_END: Any = object()
+
+
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _outputs(plan: Plan, values: list[Any]) -> dict[str, Any]:
+    out = {}
+    for name, cands in plan.outputs:
+        for s in cands:
+            v = values[s]
+            if v is not ABSENT:
+                out[name] = v
+                break
+    return out
+
+
+def _downstream(plan: Plan, index: int) -> set[int]:
+    """The steps that depend, directly or not, on step ``index``."""
+    found: set[int] = set()
+    todo = list(plan.steps[index].dependents)
+    while todo:
+        i = todo.pop()
+        if i not in found:
+            found.add(i)
+            todo.extend(plan.steps[i].dependents)
+    return found
+
+
+def _iterate(produced: Any, loop: asyncio.AbstractEventLoop | None) -> Generator[Any, None, None]:
+    """A streaming step's items, from a sync iterator or (driven on ``loop``) an async one."""
+    if not hasattr(produced, "__aiter__"):
+        it = iter(produced)
+        try:
+            yield from it
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        return
+    assert loop is not None
+    agen = produced.__aiter__()
+
+    def on_loop(coro: Any) -> Any:
+        if loop.is_running():
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return loop.run_until_complete(coro)
+
+    try:
+        while True:
+            try:
+                yield on_loop(_anext(agen))
+            except StopAsyncIteration:
+                return
+    finally:
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                on_loop(aclose())
+
+
+async def _anext(agen: Any) -> Any:
+    return await agen.__anext__()
+
+
 def _first(values: list[Any], cands: tuple[int, ...]) -> Any:
     for s in cands:
         v = values[s]
@@ -466,7 +651,7 @@ def _nested_fn(st: PlanStep) -> StepFn:
     assert st.nested is not None
     inner = Executor(st.nested)
 
-    def run(*, rng: Any = None, mode: Mode = "serve", **inputs: Any) -> dict[str, Any]:
-        return inner.run(inputs, rng=rng, mode=mode)
+    def run(*, rng: Any = None, mode: Mode = "serve", ctx: StepContext | None = None, **inputs: Any) -> dict[str, Any]:
+        return inner.run(inputs, rng=rng, mode=mode, ctx=ctx)
 
     return run  # (validation reserves the input names rng and mode for nested pipelines)

@@ -66,6 +66,8 @@ class PlanStep:
     device: Device
     copies: tuple[Copy, ...]
     takes_rng: bool  # called with rng= and mode= (random ops, nested pipelines)
+    takes_ctx: bool  # called with ctx= (python steps, nested pipelines)
+    streams: bool  # a generator python step: its results stream, each one running its dependents
     seed_key: int  # stable per step name: its generator is derived from (run seed, seed_key)
     simple: bool  # no ``when``, and every argument is one slot that is always present
     pairs: tuple[tuple[str, int], ...]  # (argument, first candidate slot): the fast path of simple steps
@@ -88,6 +90,16 @@ class Plan:
     excluded: tuple[str, ...]  # steps left out because of ``mode:``
     levels: tuple[tuple[int, ...], ...]  # steps by level: each level's steps are independent
     any_random: bool
+
+    @property
+    def any_ctx(self) -> bool:
+        """Whether a step of this plan takes the run's context (python steps, nested pipelines)."""
+        return any(s.takes_ctx for s in self.steps)
+
+    @property
+    def stream_step(self) -> int | None:
+        """The index of the streaming step this plan runs, if any."""
+        return next((s.index for s in self.steps if s.streams), None)
 
     @property
     def width(self) -> int:
@@ -288,6 +300,8 @@ def compile_plan(
                 "device": devices[name],
                 "copies": copies,
                 "takes_rng": step.is_random or step.spec.kind == "pipeline",
+                "takes_ctx": step.spec.kind in ("python", "pipeline"),
+                "streams": step.streams,
                 "seed_key": step_seed_key(name),
                 "simple": not when and all(len(cs) == 1 and not _conditional(cs[0]) for _, cs in reads[name]),
                 "pairs": tuple((a, cs[0]) for a, cs in zip((a for a, _ in reads[name]), arg_slots)),

@@ -51,6 +51,7 @@ class ResolvedStep:
     is_random: bool = False
     op_name: str | None = None
     nested: ValidPipeline | None = None  # pipeline steps: the validated inner pipeline
+    streams: bool = False  # a python step that yields any number of results (a generator)
 
 
     @property
@@ -71,6 +72,12 @@ class ValidPipeline:
     steps: tuple[ResolvedStep, ...]
     types: dict[str, TensorType]
     graph: nx.DiGraph
+
+    @property
+    def streaming_step(self) -> str | None:
+        """The step whose results stream (a generator python step), if any: then the pipeline
+        answers a request with one response per result."""
+        return next((s.name for s in self.steps if s.streams), None)
 
     def step(self, name: str) -> ResolvedStep:
         for s in self.steps:

@@ -14,7 +14,6 @@ validation imports them.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import hashlib
 import importlib
@@ -25,12 +24,13 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 
 from twinpipe.ops import Op, OpError, ParamError, get_op, list_ops
 
+from ._context import StepContext
 from ._infer import StepSignature, infer_types
 from ._load import load_spec
 from ._resolved import ModelInfo, ResolvedStep, TensorType, ValidPipeline, op_step_fn
@@ -111,6 +111,10 @@ class _Validator:
         for d in spec.inputs:
             if d.name not in self.used:
                 self.error(d.location, f"pipeline input {d.name!r} is never used")
+        streams = [s for s in spec.steps if s.name in self.resolved and self.resolved[s.name].streams]
+        for extra in streams[1:]:
+            self.error(extra.location, f"a pipeline has at most one streaming step (a generator); {streams[0].name!r} "
+                       "is one already", extra.name)
         graph = self.graph()
         order = self.order(graph)
         types: dict[str, TensorType] = {}
@@ -225,6 +229,10 @@ class _Validator:
             self.error(where, f"cannot read pipeline {step.target!r}: {e.strerror or e}", step.name)
             return
         what = f"pipeline {step.target!r}"
+        inner_stream = nested.streaming_step
+        if inner_stream is not None:
+            self.error(where, f"{what} streams (its step {inner_stream!r} is a generator); a nested pipeline must answer "
+                       "once: make this pipeline's own step the generator", step.name)
         for name in ("rng", "mode"):
             if any(d.name == name for d in nested.spec.inputs):
                 self.error(where, f"{what} has an input named {name!r}, a name reserved for nested pipelines; rename it", step.name)
@@ -261,8 +269,16 @@ class _Validator:
             if arg in step.inputs:
                 self.error(step.locations.get(f"inputs.{arg}", where), f"argument name {arg!r} is reserved; choose another", step.name)
         names = [d.name for d in step.outputs]
+        instance = _instantiate(target, step.target)
+        if isinstance(instance, str):
+            self.error(where, instance, step.name)
+            return
+        streams = _is_generator(instance)
+        if streams and step.when is not None:
+            self.error(step.locations.get("when", where), "a streaming step (a generator) cannot have when:; "
+                       "yield nothing instead", step.name)
         sig = StepSignature(f"python {step.target!r}", outputs=step.outputs)
-        self.done(step, sig, _python_fn(target, names, step.name), names)
+        self.done(step, sig, _python_fn(instance, names, step.name, self.spec.name, streams), names, streams=streams)
 
     # -- references ----------------------------------------------------------------------------
 
@@ -400,13 +416,39 @@ def _import_target(target: str, folder: Path) -> Callable[..., Any] | str:
     return obj
 
 
-def _python_fn(target: Callable[..., Any], outputs: Sequence[str], step: str) -> Callable[..., dict[str, Any]]:
-    """A python step's callable: ``target(inputs, None)`` (awaited if async), checked for its outputs."""
+def _instantiate(target: Callable[..., Any], name: str) -> Callable[..., Any] | str:
+    """A class target becomes its instance, its ``setup()`` run once (here, at load); a function
+    is itself. A string: what went wrong."""
+    if not inspect.isclass(target):
+        return target
+    try:
+        obj = target()
+    except Exception as e:
+        return f"python: {name!r} is a class and could not be made without arguments: {type(e).__name__}: {e}"
+    if not callable(obj):
+        return f"python: {name!r} is a class whose instances are not callable; give it __call__(self, inputs, ctx)"
+    setup = getattr(obj, "setup", None)
+    if callable(setup):
+        try:
+            setup()
+        except Exception as e:  # the user's setup failing is what we report
+            return f"python: {name!r}.setup() failed: {type(e).__name__}: {e}"
+    return cast(Callable[..., Any], obj)
 
-    def run(*, rng: Any = None, mode: Any = "train", **inputs: Any) -> dict[str, Any]:
-        result = target(dict(inputs), None)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_wait(result))
+
+def _is_generator(fn: Any) -> bool:
+    """Whether a python step yields its responses (a sync or async generator function or method)."""
+    call = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__
+    return inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call)
+
+
+def _python_fn(target: Callable[..., Any], outputs: Sequence[str], step: str, pipeline: str,
+               streams: bool) -> Callable[..., Any]:
+    """A python step's callable: ``target(inputs, ctx)``. Its result is checked for the declared
+    outputs (after awaiting, if async); a streaming step's iterator is checked item by item by
+    the executor."""
+
+    def check(result: Any) -> dict[str, Any]:
         if not isinstance(result, Mapping):
             raise TypeError(f"python step {step!r} returned {type(result).__name__}; expected a dict of its outputs ({', '.join(outputs)})")
         missing = [o for o in outputs if o not in result]
@@ -414,8 +456,35 @@ def _python_fn(target: Callable[..., Any], outputs: Sequence[str], step: str) ->
             raise ValueError(f"python step {step!r} did not return its declared output(s) {', '.join(missing)}")
         return dict(result)
 
+    async def checked(awaitable: Any) -> dict[str, Any]:
+        return check(await awaitable)
+
+    def run(*, ctx: Any = None, **inputs: Any) -> Any:
+        result = target(dict(inputs), ctx if ctx is not None else StepContext(pipeline=pipeline))
+        if streams:
+            return _checked_items(result, check)
+        if inspect.isawaitable(result):
+            return checked(result)  # awaited by the executor, on the run's event loop
+        return check(result)
+
     return run
 
 
-async def _wait(awaitable: Any) -> Any:
-    return await awaitable
+def _checked_items(items: Any, check: Callable[[Any], dict[str, Any]]) -> Any:
+    """A streaming step's iterator (sync or async), each item checked as it comes."""
+    if hasattr(items, "__aiter__"):
+        async def agen() -> Any:
+            try:
+                async for item in items:
+                    yield check(item)
+            finally:
+                await items.aclose()
+        return agen()
+
+    def gen() -> Any:
+        try:
+            for item in items:
+                yield check(item)
+        finally:
+            items.close()
+    return gen()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ steps:
         fn = check(path).step("f").fn
         assert fn is not None
         fns[name] = fn
-    assert fns["double"](x=np.int64(4)) == {"y": 8}
+    # an async step's callable returns the awaitable: the executor awaits it on the run's event loop
+    assert asyncio.run(fns["double"](x=np.int64(4))) == {"y": 8}
     with pytest.raises(ValueError, match="python step 'f' did not return its declared output"):
         fns["wrong"](x=1)
     with pytest.raises(TypeError, match="python step 'f' returned list; expected a dict"):
