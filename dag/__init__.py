@@ -6,8 +6,9 @@ the executor, and the training-side transforms.
     pixels = pipe(image=jpeg_bytes)["pixels"]       # serve mode
 """
 
+from ._context import StepContext
 from ._datatypes import DATATYPES, datatype_of, dtype_of
-from ._executor import Executor, PipelineInputError, RunStats, StepError
+from ._executor import Executor, PipelineInputError, RunStats, StepError, StreamingError
 from ._load import load_spec
 from ._pipeline import DEFAULT_SEARCH_PATHS, Pipeline, find_pipeline, load_pipeline
 from ._plan import Plan, PlanError, compile_plan
@@ -35,8 +36,10 @@ __all__ = [
     "PlanError",
     "ResolvedStep",
     "RunStats",
+    "StepContext",
     "StepError",
     "StepSpec",
+    "StreamingError",
     "TensorDecl",
     "TensorRef",
     "TensorType",

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from twinpipe.dag import DATATYPES, Pipeline, RunStats, TensorDecl, dtype_of
+from twinpipe.dag import DATATYPES, Pipeline, RunStats, StepContext, TensorDecl, dtype_of
 
 from ._batcher import BatcherStats, BatchingPolicy, DynamicBatcher
 from ._instances import InstancePool
@@ -162,6 +162,13 @@ class ServedPipeline:
         self.batcher: DynamicBatcher | None = None
         self._stats = BatcherStats()
         self.on_stats: Callable[[RunStats], None] | None = None  # each run's step timings (metrics)
+        #: the context for runs that have no request of their own (a batch of requests): set by the runtime
+        self.context_factory: Callable[[], StepContext] | None = None
+        valid = pipeline.executor.valid
+        #: python steps or nested pipelines: each run gets a context (its request's, or the factory's)
+        self.needs_context = any(s.spec.kind in ("python", "pipeline") for s in valid.steps)
+        #: the generator step, if the pipeline streams (answers a request with several responses)
+        self.streaming_step = valid.streaming_step
         wanted = set(pipeline.inputs)  # per sample: a pipeline's declared shapes start with the batch
         self._decls = tuple(replace(d, shape=d.shape[1:]) for d in pipeline.spec.inputs if d.name in wanted)
         batching = pipeline.spec.batching
@@ -173,20 +180,45 @@ class ServedPipeline:
     def stats(self) -> BatcherStats:
         return self.batcher.stats if self.batcher else self._stats
 
-    async def _run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        out, stats = await self.pipeline.executor.run_with_stats_async(inputs)
+    async def _run(self, inputs: dict[str, Any], ctx: StepContext | None = None) -> dict[str, Any]:
+        if ctx is None and self.context_factory is not None and self.needs_context:
+            ctx = self.context_factory()
+        out, stats = await self.pipeline.executor.run_with_stats_async(inputs, ctx=ctx)
         if self.on_stats is not None:
             self.on_stats(stats)
         return out
 
-    async def infer(self, inputs: Mapping[str, Any], *, priority: int | None = None, timeout_us: int | None = None) -> dict[str, Any]:
-        """Run one request (inputs by name, batch first)."""
+    async def infer(self, inputs: Mapping[str, Any], *, priority: int | None = None, timeout_us: int | None = None,
+                    ctx: StepContext | None = None) -> dict[str, Any]:
+        """Run one request (inputs by name, batch first). ``ctx``: what its python steps get (a
+        batched run gets the factory's context: it serves several requests)."""
+        if self.streaming_step is not None:
+            raise InferInputError(f"{self.name} streams (step {self.streaming_step!r} is a generator): it answers through stream()")
         decls = self._decls
         limit = self.batcher.policy.max_batch_size if self.batcher else 1 << 62
         arrays = check_inputs(self.name, decls, inputs, limit)
         if self.batcher is not None:
             return await self.batcher.infer(arrays, priority=priority, timeout_us=timeout_us)
-        return await _timed(self._stats, self._run(arrays), len(next(iter(arrays.values()), [0])))
+        return await _timed(self._stats, self._run(arrays, ctx), len(next(iter(arrays.values()), [0])))
+
+    async def stream(self, inputs: Mapping[str, Any], ctx: StepContext | None = None) -> AsyncIterator[dict[str, Any]]:
+        """A streaming pipeline's responses to one request (one per item its generator step
+        yields), as they are made. Streams are not batched."""
+        if self.streaming_step is None:
+            raise InferInputError(f"{self.name} does not stream: it answers once, through infer()")
+        arrays = check_inputs(self.name, self._decls, inputs, 1 << 62)
+        rows = len(next(iter(arrays.values()), [0]))
+        if ctx is None and self.context_factory is not None:
+            ctx = self.context_factory()
+        start, failed = time.perf_counter(), False
+        try:
+            async for out in self.pipeline.executor.stream_async(arrays, ctx=ctx):
+                yield out
+        except Exception:
+            failed = True
+            raise
+        finally:
+            _count(self._stats, rows, start, failed=failed)
 
     async def close(self) -> None:
         if self.batcher is not None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from twinpipe.dag import PipelineError, PipelineInputError, StepError, load_pipeline
+from twinpipe.dag import PipelineError, PipelineInputError, StepContext, StepError, load_pipeline
 from twinpipe.models import (
     BatchError,
     InferInputError,
@@ -32,6 +32,7 @@ from twinpipe.models import (
     load_model,
 )
 
+from ._context import EngineContext
 from ._errors import (
     DeadlineError,
     EngineError,
@@ -191,6 +192,10 @@ class Engine:
                 self._failed[name] = (f"{step.location}: step {step.name!r}: model {model!r} is decoupled (it answers with a "
                                       "stream of responses); a pipeline's model step needs one answer per call")
                 return
+        if pipe.executor.valid.streaming_step is not None and pipe.spec.batching is not None:
+            self._failed[name] = (f"{pipe.spec.path}: pipeline {name!r} streams (step {pipe.executor.valid.streaming_step!r} "
+                                  "is a generator); streams are not batched: remove batching:")
+            return
         self._servables[name] = {"1": pipeline_servable(ServedPipeline(pipe), self)}
         self._failed.pop(name, None)
 
@@ -267,12 +272,14 @@ class Engine:
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     def submit(self, servable: Servable, inputs: Mapping[str, Any], *, request_id: str = "",
-               parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None) -> Awaitable[InferResponse]:
+               parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
+               ctx: StepContext | None = None) -> Awaitable[InferResponse]:
         """:meth:`infer_async` for a servable already looked up with :meth:`get` (what frontends
         call: they answer NOT_FOUND before they decode a request's tensors). Call it on a running
-        event loop and await what it returns."""
+        event loop and await what it returns. ``ctx``: the context a pipeline's python steps get
+        (default: one made from the request)."""
         loop = asyncio.get_running_loop()
-        work = self._infer(servable, inputs, request_id, parameters, outputs)
+        work = self._infer(servable, inputs, request_id, parameters, outputs, ctx)
         if self._loop is not loop:
             if self._loop is None or (self._loop_thread is None and not self._loop.is_running()):
                 self._loop = loop  # the first loop to call (a finished one is replaced: asyncio.run per test)
@@ -301,9 +308,10 @@ class Engine:
         start = time.perf_counter()
         self._admit(servable)
         reason = "CANCELLED"  # unless it ends or fails: the consumer left early
+        ctx = self._context(servable, request_id, parameters) if servable.needs_context else None
         try:
             try:
-                async for result in servable.stream(inputs, _options(parameters) if parameters else {}):
+                async for result in servable.stream(inputs, _options(parameters) if parameters else {}, ctx):
                     yield servable.response(result, outputs, request_id)
             except EngineError:
                 raise
@@ -314,6 +322,8 @@ class Engine:
             reason = e.code
             raise
         finally:
+            if ctx is not None and reason:
+                ctx.cancel()
             servable.count(not reason, time.perf_counter() - start, reason)
             self._leave(servable)
 
@@ -327,6 +337,17 @@ class Engine:
         self._inflight += 1
         if self.metrics is not None:
             self.metrics.inflight(servable.name, 1)
+
+    def _context(self, servable: Servable, request_id: str, parameters: Mapping[str, Any] | None) -> EngineContext:
+        """A request's context for a pipeline's python steps: its id, parameters and deadline."""
+        timeout = (parameters or {}).get("timeout")
+        deadline = time.monotonic() + timeout / 1e6 if isinstance(timeout, int) and timeout > 0 else None
+        return EngineContext(self, asyncio.get_running_loop(), pipeline=servable.name, request_id=request_id,
+                             parameters=parameters, deadline=deadline)
+
+    def batch_context(self, servable: Servable) -> EngineContext:
+        """The context of a batched pipeline run: it serves several requests, so it has no id."""
+        return EngineContext(self, asyncio.get_running_loop(), pipeline=servable.name)
 
     def _leave(self, servable: Servable) -> None:
         self._inflight -= 1
@@ -342,13 +363,23 @@ class Engine:
                 self._loop = loop
 
     async def _infer(self, servable: Servable, inputs: Mapping[str, Any], request_id: str,
-                     parameters: Mapping[str, Any] | None, outputs: Sequence[str] | None) -> InferResponse:
+                     parameters: Mapping[str, Any] | None, outputs: Sequence[str] | None,
+                     ctx: StepContext | None = None) -> InferResponse:
         start = time.perf_counter()
         self._admit(servable)
         try:
+            if servable.needs_context and ctx is None:
+                ctx = self._context(servable, request_id, parameters)
             try:  # what the models and pipelines raise, as EngineErrors (inline: this is the hot path)
-                result = await (servable.infer(inputs, _options(parameters)) if parameters else servable.run(inputs))
+                if parameters or ctx is not None:
+                    result = await servable.infer(inputs, _options(parameters) if parameters else {}, ctx)
+                else:
+                    result = await servable.run(inputs)
             except EngineError:
+                raise
+            except asyncio.CancelledError:
+                if ctx is not None:
+                    ctx.cancel()  # the client went: steps still running can see it
                 raise
             except Exception as e:
                 raise _engine_error(e, servable.label) from e

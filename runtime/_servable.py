@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twinpipe.dag import ModelInfo, RunStats, TensorDecl
+from twinpipe.dag import ModelInfo, RunStats, StepContext, TensorDecl
 from twinpipe.models import BatcherStats, ServedModel, ServedPipeline
 
 from ._errors import DeadlineError, InvalidArgumentError
@@ -61,8 +61,10 @@ class Servable:
         self.datatypes = {d.name: d.datatype for d in outputs}
         self._scalars = tuple(d.name for d in inputs if d.shape == ())  # per-sample scalars
         self.uses: set[str] = set()  # pipelines: the models their steps name
-        #: a streaming model: any number of responses per request (Triton's decoupled policy)
-        self.decoupled = isinstance(served, ServedModel) and served.config.decoupled
+        #: a streaming model or pipeline: any number of responses per request (Triton's decoupled policy)
+        self.decoupled = served.config.decoupled if isinstance(served, ServedModel) else served.streaming_step is not None
+        #: a pipeline whose runs need a context (python steps, nested pipelines)
+        self.needs_context = isinstance(served, ServedPipeline) and served.needs_context
         self.counts = _Counts()
         batcher = served.batcher
         if batcher is not None:
@@ -109,12 +111,11 @@ class Servable:
             inputs = self._unsqueezed(inputs)
         return self.served.infer(inputs)
 
-    def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
-        """Run a request with its options (sequence, priority, timeout)."""
-        if not options:
-            return self.run(inputs)
-        if self.decoupled:
-            return self.run(inputs)  # refused there
+    def infer(self, inputs: Mapping[str, Any], options: Mapping[str, Any], ctx: StepContext | None = None) -> Awaitable[dict[str, Any]]:
+        """Run a request with its options (sequence, priority, timeout) and, for a pipeline, the
+        context its python steps get."""
+        if self.decoupled or (not options and ctx is None):
+            return self.run(inputs)  # (a decoupled one is refused there)
         if self._scalars and self.max_batch_size:
             inputs = self._unsqueezed(inputs)
         priority, timeout_us = options.get("priority"), options.get("timeout_us")
@@ -124,20 +125,23 @@ class Servable:
                                      sequence_end=options.get("sequence_end", False))
         if options.get("sequence_id") is not None or options.get("sequence_start") or options.get("sequence_end"):
             raise InvalidArgumentError(f"{self.label} is not a sequence model; it takes no sequence_id/start/end")
-        work = self.served.infer(inputs, priority=priority, timeout_us=timeout_us)
+        work = self.served.infer(inputs, priority=priority, timeout_us=timeout_us, ctx=ctx)
         if timeout_us and self.served.batcher is None:  # no queue to time out in: bound the whole run
             return _deadline(work, timeout_us, self.label)
         return work
 
-    def stream(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """A decoupled model's responses to a request, as they come. It has no queue and no
-        sequences: priority and timeout mean nothing to it (as to any model without a batcher)."""
-        assert isinstance(self.served, ServedModel) and self.decoupled
+    def stream(self, inputs: Mapping[str, Any], options: Mapping[str, Any], ctx: StepContext | None = None) -> AsyncIterator[dict[str, Any]]:
+        """A decoupled model's or streaming pipeline's responses to a request, as they come.
+        Streams have no queue and no sequences: priority means nothing to them (as to any model
+        without a batcher); a pipeline's steps see the timeout as ``ctx.deadline``."""
+        assert self.decoupled
         if options.get("sequence_id") is not None or options.get("sequence_start") or options.get("sequence_end"):
             raise InvalidArgumentError(f"{self.label} is not a sequence model; it takes no sequence_id/start/end")
         if self._scalars and self.max_batch_size:
             inputs = self._unsqueezed(inputs)
-        return self.served.stream(inputs)
+        if isinstance(self.served, ServedModel):
+            return self.served.stream(inputs)
+        return self.served.stream(inputs, ctx)
 
     def response(self, result: dict[str, Any], requested: Sequence[str] | None, request_id: str) -> InferResponse:
         """The response to a request: the requested outputs (all when None, in the order asked)
@@ -279,6 +283,7 @@ def pipeline_servable(served: ServedPipeline, engine: Engine) -> Servable:
                  tuple(shape(d) for d in spec.outputs if d.name in wanted_out), mbs)
     s.uses = {st.target.split(":")[0] for st in spec.steps if st.kind == "model"}
     served.on_stats = s._steps_done
+    served.context_factory = lambda: engine.batch_context(s)
     return s
 
 
