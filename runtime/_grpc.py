@@ -21,7 +21,14 @@ from ._engine import Engine, InferResponse
 from ._errors import EngineError, InvalidArgumentError
 from ._proto import HEALTH_SERVICE, INFERENCE_SERVICE
 from ._proto import kserve_pb2 as pb
-from ._wire import decode_inputs, encode_outputs, request_options, requested_outputs, wants_empty_final
+from ._wire import (
+    decode_inputs,
+    decode_parameters,
+    encode_outputs,
+    request_options,
+    requested_outputs,
+    wants_empty_final,
+)
 
 __all__ = ["GRPC_SERVICE", "HEALTH_SERVICE", "GrpcFrontend"]
 
@@ -30,12 +37,18 @@ EXTENSIONS = ("model_repository", "model_configuration", "statistics", "sequence
 _VERSION = "0.1.0"
 
 
+_SCHEDULING = ("sequence_id", "sequence_start", "sequence_end", "priority", "timeout")
+
+
 def _options(request: Any) -> dict[str, Any] | None:
+    """The request's parameters: the scheduling ones checked for their wire types, and the others
+    as given (a pipeline's python steps read them as ``ctx.parameters``)."""
     if not request.parameters:  # the common case: nothing to parse
         return None
     opts = request_options(request.parameters)
-    return {"sequence_id": opts.sequence_id, "sequence_start": opts.sequence_start, "sequence_end": opts.sequence_end,
-            "priority": opts.priority or None, "timeout": opts.timeout_us or None}
+    custom = {k: v for k, v in decode_parameters(request.parameters).items() if k not in _SCHEDULING}
+    return custom | {"sequence_id": opts.sequence_id, "sequence_start": opts.sequence_start, "sequence_end": opts.sequence_end,
+                     "priority": opts.priority or None, "timeout": opts.timeout_us or None}
 
 
 class GrpcFrontend:
