@@ -13,6 +13,7 @@ a run is reproducible from its seed and adding a step does not change another st
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import inspect
@@ -186,10 +187,13 @@ class Executor:
         return (await self.run_with_stats_async(inputs, rng=rng, mode=mode, ctx=ctx))[0]
 
     async def run_with_stats_async(
-        self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve", ctx: StepContext | None = None
+        self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve", ctx: StepContext | None = None,
+        threads: concurrent.futures.Executor | None = None,
     ) -> tuple[dict[str, Any], RunStats]:
+        """:meth:`run_async`, also returning the run's timings; ``threads``: where the run goes
+        (default: the loop's default executor)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self._execute, inputs, rng, mode, loop, ctx))
+        return await loop.run_in_executor(threads, functools.partial(self._execute, inputs, rng, mode, loop, ctx))
 
     def _start(self, inputs: Mapping[str, Any], rng: Seed, mode: Mode, loop: asyncio.AbstractEventLoop | None,
                ctx: StepContext | None) -> tuple[Plan, list[StepFn], _Run]:
@@ -266,7 +270,9 @@ class Executor:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(items.put_nowait, _Failed(e))
 
-        done = loop.run_in_executor(None, drive)
+        # a stream may last long: its own thread, so streams never starve runs of pooled threads
+        worker = threading.Thread(target=drive, name=f"twinpipe-stream-{self.name}", daemon=True)
+        worker.start()
         try:
             while (item := await items.get()) is not _END:
                 if isinstance(item, _Failed):
@@ -276,8 +282,6 @@ class Executor:
             stop.set()
             if ctx is not None:
                 ctx.cancel()
-            if not done.done():
-                done.add_done_callback(lambda f: f.exception())  # collected, never raised
 
     def _stream(self, inputs: Mapping[str, Any], rng: Seed, mode: Mode, loop: asyncio.AbstractEventLoop | None,
                 ctx: StepContext | None) -> Generator[dict[str, Any], None, None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, NoReturn
 
@@ -183,7 +184,10 @@ class ServedPipeline:
     async def _run(self, inputs: dict[str, Any], ctx: StepContext | None = None) -> dict[str, Any]:
         if ctx is None and self.context_factory is not None and self.needs_context:
             ctx = self.context_factory()
-        out, stats = await self.pipeline.executor.run_with_stats_async(inputs, ctx=ctx)
+        # runs whose python steps may wait on ctx.infer take threads from a larger pool: a step
+        # waiting for a nested pipeline must not hold the last thread that pipeline needs
+        threads = _waiting_pool() if self.needs_context else None
+        out, stats = await self.pipeline.executor.run_with_stats_async(inputs, ctx=ctx, threads=threads)
         if self.on_stats is not None:
             self.on_stats(stats)
         return out
@@ -223,6 +227,18 @@ class ServedPipeline:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
+
+
+#: threads for pipeline runs with python steps (which may block in ctx.infer); created on first use
+WAITING_THREADS = 64
+_pool: ThreadPoolExecutor | None = None
+
+
+def _waiting_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(WAITING_THREADS, thread_name_prefix="twinpipe-bls")
+    return _pool
 
 
 async def _timed(stats: BatcherStats, work: Awaitable[Mapping[str, Any]], rows: int) -> dict[str, Any]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,9 +85,8 @@ def _valid(tmp_path: Path, text: str, name: str = "p") -> ValidPipeline:
     return validate(load_spec(path))
 
 
-def _module(tmp_path: Path) -> object:
-    import sys
-
+def _module(tmp_path: Path) -> Any:
+    """The module validation imported steps.py as (its lists record setups and closings)."""
     return next(m for k, m in sys.modules.items() if k.startswith("twinpipe_bls_steps_") and getattr(m, "__file__", "") == str(tmp_path / "steps.py"))
 
 
@@ -97,13 +98,15 @@ def _n(n: int, base: int = 10) -> dict[str, np.ndarray]:
 def test_a_generator_step_streams_and_its_dependents_run_per_item(tmp_path: Path, step: str) -> None:
     ex = Executor(_valid(tmp_path, STREAM % step))
     mod = _module(tmp_path)
-    assert mod.SETUPS == [1]  # type: ignore[attr-defined]  # the class step was set up once, at load
+    setups: list[int] = mod.SETUPS
+    assert setups == [1]  # the class step was set up once, at load
     n = int.from_bytes(os.urandom(1), "little") % 5 + 2
     got = list(ex.stream(_n(n), ctx=StepContext(request_id="r1", parameters={"tag": "t"})))
     assert [int(o["k"][0]) for o in got] == list(range(1, n + 1))
     assert [int(o["total"][0]) for o in got] == list(range(2, n + 2))  # the dependent step ran per item
     assert all(int(o["offset"][0]) == 30 for o in got)  # the step before ran once
-    assert mod.CLOSED == [step]  # type: ignore[attr-defined]
+    closed: list[str] = mod.CLOSED
+    assert closed == [step]
 
     async def main() -> list[dict[str, np.ndarray]]:
         return [o async for o in ex.stream_async(_n(3, 2))]
@@ -140,7 +143,8 @@ def test_leaving_a_stream_closes_the_generator(tmp_path: Path) -> None:
     stream = ex.stream(_n(1000))
     assert int(next(stream)["k"][0]) == 1
     stream.close()
-    assert mod.CLOSED == ["count"]  # type: ignore[attr-defined]
+    closed: list[str] = mod.CLOSED
+    assert closed == ["count"]
 
     async def main() -> int:
         ctx = StepContext()
@@ -151,7 +155,8 @@ def test_leaving_a_stream_closes_the_generator(tmp_path: Path) -> None:
         return int(ctx.cancelled)
 
     assert asyncio.run(main()) == 1  # leaving cancels the context
-    assert mod.CLOSED == ["count", "count"]  # type: ignore[attr-defined]
+    closed: list[str] = mod.CLOSED
+    assert closed == ["count", "count"]
 
 
 def test_a_bad_item_names_the_step(tmp_path: Path) -> None:

@@ -1,0 +1,175 @@
+"""Python steps inside the Engine (business logic scripting): ``ctx.infer`` through the models'
+batchers, sync and async steps, errors naming the step and the callee, the request's id,
+parameters and deadline, recursion refused, and streaming pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from twinpipe.runtime._engine import Engine
+from twinpipe.runtime._errors import InternalError, InvalidArgumentError
+
+MODELS = {
+    "double": ("max_batch_size: 16\ninputs: {x: {datatype: FP32, shape: [2]}}\noutputs: {y: {datatype: FP32, shape: [2]}}\n"
+               "dynamic_batching: {max_queue_delay_us: 20000, preferred_batch_sizes: [16]}\n",
+               "import time\ndef build():\n    def run(x):\n        time.sleep(0.002)\n        return x * 2\n    return run\n"),
+    "boom": ("max_batch_size: 4\ninputs: {x: {datatype: FP32, shape: [2]}}\noutputs: {y: {datatype: FP32, shape: [2]}}\n",
+             "def build():\n    def run(x):\n        raise ValueError('the boom model always fails')\n    return run\n"),
+}
+
+BLS = '''
+import time
+import numpy as np
+
+
+def twice(inputs, ctx):
+    return {"y": ctx.infer("double", {"x": inputs["x"]})["y"]}
+
+
+async def twice_async(inputs, ctx):
+    out = await ctx.infer_async("double", {"x": inputs["x"]})
+    return {"y": out["y"]}
+
+
+def calls_boom(inputs, ctx):
+    return {"y": ctx.infer("boom", {"x": inputs["x"]})["y"]}
+
+
+def bad_inputs(inputs, ctx):
+    return {"y": ctx.infer("double", {"z": inputs["x"]})["y"]}
+
+
+async def sync_call_on_loop(inputs, ctx):
+    return {"y": ctx.infer("double", {"x": inputs["x"]})["y"]}
+
+
+def recurse(inputs, ctx):
+    return ctx.infer("self_call", {"x": inputs["x"]})
+
+
+def about(inputs, ctx):
+    ctx.logger.info("looking at the request")
+    left = -1.0 if ctx.remaining is None else ctx.remaining
+    return {"rid": np.array([ctx.request_id]), "tag": np.array([str(ctx.parameters.get("tag", ""))]),
+            "left": np.array([left], np.float64)}
+
+
+def tokens(inputs, ctx):
+    for k in range(int(inputs["n"][0])):
+        if ctx.cancelled:
+            return
+        yield {"t": np.array([k], np.int64)}
+        time.sleep(0.002)
+'''
+
+
+def _pipe(name: str, target: str, out: str = "y") -> str:
+    return textwrap.dedent(f"""\
+        name: {name}
+        inputs: {{x: {{datatype: FP32, shape: [-1, 2]}}}}
+        outputs: {{{out}: {{datatype: FP32, shape: [-1, 2], from: s.{out}}}}}
+        steps:
+          s: {{python: bls.py:{target}, inputs: {{x: x}}, outputs: {{{out}: {{datatype: FP32, shape: [-1, 2]}}}}}}
+        """)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Any:
+    for name, (config, code) in MODELS.items():
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
+        (tmp_path / name / "1" / "m.py").write_text(code)
+    (tmp_path / "bls.py").write_text(BLS)
+    for name, target in (("twice", "twice"), ("twice_async", "twice_async"), ("calls_boom", "calls_boom"),
+                         ("bad_inputs", "bad_inputs"), ("sync_call_on_loop", "sync_call_on_loop"), ("self_call", "recurse")):
+        (tmp_path / f"{name}.yaml").write_text(_pipe(name, target))
+    (tmp_path / "about.yaml").write_text(textwrap.dedent("""\
+        name: about
+        inputs: {x: {datatype: FP32, shape: [-1, 2]}}
+        outputs:
+          rid: {datatype: BYTES, shape: [-1], from: s.rid}
+          tag: {datatype: BYTES, shape: [-1], from: s.tag}
+          left: {datatype: FP64, shape: [-1], from: s.left}
+        steps:
+          s:
+            python: bls.py:about
+            inputs: {x: x}
+            outputs: {rid: {datatype: BYTES, shape: [-1]}, tag: {datatype: BYTES, shape: [-1]}, left: {datatype: FP64, shape: [-1]}}
+        """))
+    (tmp_path / "tokens.yaml").write_text(textwrap.dedent("""\
+        name: tokens
+        inputs: {n: {datatype: INT64, shape: [-1]}}
+        outputs: {t: {datatype: INT64, shape: [-1], from: g.t}}
+        steps:
+          g: {python: bls.py:tokens, inputs: {n: n}, outputs: {t: {datatype: INT64, shape: [-1]}}}
+        """))
+    e = Engine(tmp_path)
+    yield e
+    e.close()
+
+
+def _x(rows: int = 1) -> np.ndarray:
+    return np.random.default_rng(int.from_bytes(os.urandom(4), "little")).uniform(1, 5, (rows, 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("pipeline", ["twice", "twice_async"])
+def test_ctx_infer_goes_through_the_models_batcher(engine: Engine, pipeline: str) -> None:
+    xs = [_x() for _ in range(16)]
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(engine.infer_async(pipeline, {"x": x}) for x in xs)))
+
+    for x, r in zip(xs, asyncio.run(main())):
+        np.testing.assert_array_equal(r.outputs["y"], x * 2)
+    stats = engine.statistics("double")[0]
+    assert stats["inference_count"] == 16
+    assert stats["execution_count"] < 16  # the steps' calls were batched together
+    assert engine.ready and engine.index()  # the engine is whole
+
+
+def test_errors_name_the_step_and_the_callee(engine: Engine) -> None:
+    with pytest.raises(InternalError, match=r"pipeline 'calls_boom', step 's' \(python bls.py:calls_boom\): CalleeError: "
+                                            r"ctx.infer\('boom'\) failed \(INTERNAL\): .*the boom model always fails"):
+        engine.infer("calls_boom", {"x": _x()})
+    with pytest.raises(InternalError, match=r"ctx.infer\('double'\) failed \(INVALID_ARGUMENT\): .*unknown input 'z'"):
+        engine.infer("bad_inputs", {"x": _x()})
+    with pytest.raises(InternalError, match=r"this step runs on it: make the step async and use await ctx.infer_async"):
+        engine.infer("sync_call_on_loop", {"x": _x()})
+    with pytest.raises(InternalError, match=r"calls nested 16 deep \(does a pipeline call itself\?\)"):
+        engine.infer("self_call", {"x": _x()})
+    np.testing.assert_array_equal(engine.infer("twice", {"x": (x := _x())}).outputs["y"], x * 2)  # still serving
+
+
+def test_the_ctx_sees_the_request(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="twinpipe.pipeline.about"):
+        out = engine.infer("about", {"x": _x()}, request_id="req-9", parameters={"tag": "blue", "timeout": 5_000_000}).outputs
+    assert out["rid"].tolist() == ["req-9"] and out["tag"].tolist() == ["blue"]
+    assert 0 < float(out["left"][0]) <= 5.0
+    assert "[request req-9] looking at the request" in caplog.text
+    bare = engine.infer("about", {"x": _x()}).outputs
+    assert bare["rid"].tolist() == [""] and float(bare["left"][0]) == -1.0  # no timeout: no deadline
+
+
+def test_a_streaming_pipeline_answers_through_a_stream(engine: Engine) -> None:
+    n = int.from_bytes(os.urandom(1), "little") % 6 + 2
+
+    async def main(limit: int | None = None) -> list[int]:
+        got = []
+        async for r in engine.stream("tokens", {"n": np.array([n if limit is None else 10_000])}, request_id="s1"):
+            got.append(int(r.outputs["t"][0]))
+            if limit is not None and len(got) == limit:
+                break
+        return got
+
+    assert asyncio.run(main()) == list(range(n))
+    assert asyncio.run(main(limit=3)) == [0, 1, 2]
+    assert engine.get("tokens").config()["model_transaction_policy"] == {"decoupled": True}
+    with pytest.raises(InvalidArgumentError, match=r"pipeline 'tokens' is decoupled"):
+        engine.infer("tokens", {"n": np.array([2])})
