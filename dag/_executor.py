@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import inspect
 import math
@@ -236,97 +235,27 @@ class Executor:
         self.last_stats = stats
         return out, stats
 
-    # -- streaming ------------------------------------------------------------------------------
+    # -- streaming (dag/_stream.py) ----------------------------------------------------------------
 
     def stream(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve",
                ctx: StepContext | None = None) -> Generator[dict[str, Any], None, None]:
         """Run a streaming pipeline: one result (its outputs) per item its generator step yields.
 
-        The steps the generator does not depend on... run once first, the generator step next, and
+        The steps the generator does not depend on run once first, the generator step next, and
         then, for each item it yields, the steps that depend on it. Closing the iterator closes
         the generator step. A pipeline without a generator step yields its one result.
         """
-        return self._stream(inputs, rng, mode, None, ctx)
+        from ._stream import stream  # (a cycle at import time otherwise)
 
-    async def stream_async(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve",
-                           ctx: StepContext | None = None) -> AsyncIterator[dict[str, Any]]:
-        """:meth:`stream` off the event loop: the steps run on a worker thread, each result is
-        handed to this loop as it is made; leaving early cancels ``ctx`` and closes the stream."""
-        loop = asyncio.get_running_loop()
-        items: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
+        return stream(self, inputs, rng, mode, None, ctx)
 
-        def drive() -> None:
-            results = self._stream(inputs, rng, mode, loop, ctx)
-            try:
-                for out in results:
-                    if stop.is_set():
-                        break
-                    loop.call_soon_threadsafe(items.put_nowait, out)
-                results.close()
-                loop.call_soon_threadsafe(items.put_nowait, _END)
-            except BaseException as e:  # handed to the consumer
-                results.close()
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(items.put_nowait, _Failed(e))
+    def stream_async(self, inputs: Mapping[str, Any], *, rng: Seed = None, mode: Mode = "serve",
+                     ctx: StepContext | None = None) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`stream` off the event loop: the steps run on a thread of their own, each result
+        is handed to this loop as it is made; leaving early cancels ``ctx`` and closes the stream."""
+        from ._stream import stream_async
 
-        # a stream may last long: its own thread, so streams never starve runs of pooled threads
-        worker = threading.Thread(target=drive, name=f"twinpipe-stream-{self.name}", daemon=True)
-        worker.start()
-        try:
-            while (item := await items.get()) is not _END:
-                if isinstance(item, _Failed):
-                    raise item.error
-                yield item
-        finally:
-            stop.set()
-            if ctx is not None:
-                ctx.cancel()
-
-    def _stream(self, inputs: Mapping[str, Any], rng: Seed, mode: Mode, loop: asyncio.AbstractEventLoop | None,
-                ctx: StepContext | None) -> Generator[dict[str, Any], None, None]:
-        plan, fns, run = self._start(inputs, rng, mode, loop, ctx)
-        if plan.stream_step is None:
-            self._run_sequential(plan, fns, run)
-            yield _outputs(plan, run.values)
-            return
-        gen = plan.steps[plan.stream_step]
-        after = _downstream(plan, gen.index)
-        for st in plan.steps:  # nothing is released: each item runs the dependents again
-            if st.index != gen.index and st.index not in after:
-                self._step(plan, st, fns[st.index], run)
-        kwargs = self._arguments(plan, gen, run.values)
-        try:
-            produced = fns[gen.index](ctx=run.ctx, **kwargs)
-        except Exception as e:
-            raise _step_error(plan, gen, e) from e
-        private = None
-        if hasattr(produced, "__aiter__") and run.loop is None:
-            private = asyncio.new_event_loop()  # an async generator outside any loop: drive it on our own
-        items = _iterate(produced, run.loop or private)
-        try:
-            while True:
-                t = time.perf_counter()
-                try:
-                    item = next(items, _END)
-                except Exception as e:
-                    raise _step_error(plan, gen, e) from e
-                if item is _END:
-                    return
-                try:
-                    for o, slot in gen.outputs:
-                        run.values[slot] = item[o]
-                except KeyError as e:
-                    raise _step_error(plan, gen, e) from e
-                run.seconds[gen.index] = time.perf_counter() - t
-                for st in plan.steps:
-                    if st.index in after:
-                        self._step(plan, st, fns[st.index], run)
-                yield _outputs(plan, run.values)
-        finally:
-            items.close()
-            if private is not None:
-                private.close()
+        return stream_async(self, inputs, rng, mode, ctx)
 
     def _run_sequential(self, plan: Plan, fns: list[StepFn], run: _Run) -> None:
         values = run.values
@@ -511,16 +440,6 @@ class StreamingError(RuntimeError):
     """A streaming pipeline was run for one result: it answers with a stream."""
 
 
-_END: Any = object()
-
-
-class _Failed:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 def _outputs(plan: Plan, values: list[Any]) -> dict[str, Any]:
     out = {}
     for name, cands in plan.outputs:
@@ -530,54 +449,6 @@ def _outputs(plan: Plan, values: list[Any]) -> dict[str, Any]:
                 out[name] = v
                 break
     return out
-
-
-def _downstream(plan: Plan, index: int) -> set[int]:
-    """The steps that depend, directly or not, on step ``index``."""
-    found: set[int] = set()
-    todo = list(plan.steps[index].dependents)
-    while todo:
-        i = todo.pop()
-        if i not in found:
-            found.add(i)
-            todo.extend(plan.steps[i].dependents)
-    return found
-
-
-def _iterate(produced: Any, loop: asyncio.AbstractEventLoop | None) -> Generator[Any, None, None]:
-    """A streaming step's items, from a sync iterator or (driven on ``loop``) an async one."""
-    if not hasattr(produced, "__aiter__"):
-        it = iter(produced)
-        try:
-            yield from it
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-        return
-    assert loop is not None
-    agen = produced.__aiter__()
-
-    def on_loop(coro: Any) -> Any:
-        if loop.is_running():
-            return asyncio.run_coroutine_threadsafe(coro, loop).result()
-        return loop.run_until_complete(coro)
-
-    try:
-        while True:
-            try:
-                yield on_loop(_anext(agen))
-            except StopAsyncIteration:
-                return
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                on_loop(aclose())
-
-
-async def _anext(agen: Any) -> Any:
-    return await agen.__anext__()
 
 
 def _first(values: list[Any], cands: tuple[int, ...]) -> Any:
