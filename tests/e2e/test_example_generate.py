@@ -1,0 +1,112 @@
+"""examples/generate end to end: a streaming pipeline (tokenize → generate → detokenize) served by
+``twinpipe serve`` and read through tritonclient's stream API — one response per character, the
+text the model's counts allow, reproducible per seed, and a client that leaves stops the
+generation."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as tg
+
+from ._server import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "generate"
+CORPUS = (EXAMPLE / "repository" / "corpus.txt").read_text()
+sys.path.insert(0, str(EXAMPLE))
+from client import generate  # noqa: E402  (the example's own client)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    s = Server(EXAMPLE / "repository")
+    yield s
+    s.stop()
+
+
+def _prompt(rng: np.random.Generator) -> str:
+    start = int(rng.integers(0, len(CORPUS) - 12))
+    return CORPUS[start:start + int(rng.integers(2, 10))]
+
+
+def test_the_stream_holds_one_character_per_response_that_the_counts_allow(server: Server) -> None:
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = np.random.default_rng(seed)
+    prompt, n = _prompt(rng), int(rng.integers(20, 60))
+    client = tg.InferenceServerClient(server.grpc)
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        text = tg.InferInput("prompt", [1], "BYTES")
+        text.set_data_from_numpy(np.array([prompt.encode()], dtype=object))
+        limit = tg.InferInput("max_tokens", [1], "INT32")
+        limit.set_data_from_numpy(np.array([n], np.int32))
+        client.async_stream_infer("generate", [text, limit], request_id="g1", parameters={"seed": seed})
+        got = [answers.get(timeout=60) for _ in range(n)]
+        time.sleep(0.2)
+        assert answers.empty()  # no more than max_tokens responses (and no final one unless asked)
+    finally:
+        client.stop_stream()
+    assert all(e is None for _, e in got)
+    assert [int(r.as_numpy("position")[0]) for r, _ in got] == list(range(n))
+    assert {r.get_response().id for r, _ in got} == {"g1"}
+    tokens = [r.as_numpy("token")[0].decode() for r, _ in got]
+    assert all(len(t) == 1 for t in tokens)
+    full = prompt + "".join(tokens)
+    for k in range(len(prompt), len(full)):  # each character follows its context somewhere in the corpus
+        context, nxt = full[k - 2:k], full[k]
+        if context in CORPUS:
+            assert context + nxt in CORPUS, f"seed {seed}: {context + nxt!r} never occurs in the corpus"
+        else:
+            assert context[-1] + nxt in CORPUS, f"seed {seed}: {context[-1] + nxt!r} never occurs in the corpus"
+    # the same prompt and seed give the same text, through the example's own client
+    assert "".join(generate(client, prompt, n, seed)) == "".join(tokens)
+    client.close()
+
+
+def test_a_client_that_leaves_stops_the_generation(server: Server) -> None:
+    client = tg.InferenceServerClient(server.grpc)
+
+    def calls() -> int:
+        return int(client.get_inference_statistics("charlm").model_stats[0].inference_count)
+
+    before = calls()
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    text = tg.InferInput("prompt", [1], "BYTES")
+    text.set_data_from_numpy(np.array([b"the "], dtype=object))
+    limit = tg.InferInput("max_tokens", [1], "INT32")
+    limit.set_data_from_numpy(np.array([1_000_000], np.int32))
+    client.async_stream_infer("generate", [text, limit])
+    first = [answers.get(timeout=60) for _ in range(5)]
+    assert all(e is None for _, e in first)
+    client.stop_stream(cancel_requests=True)
+    deadline = time.monotonic() + 10
+    settled = calls()
+    while time.monotonic() < deadline:  # the generator stops asking the model once it sees the client gone
+        time.sleep(0.3)
+        now = calls()
+        if now == settled:
+            break
+        settled = now
+    assert calls() == settled, "the generation kept calling the model after the client left"
+    assert settled - before < 100_000
+    client.close()
+
+
+def test_the_example_client_prints_the_text(server: Server) -> None:
+    run = subprocess.run([sys.executable, str(EXAMPLE / "client.py"), "the ", "--max-tokens", "30", "--seed", "5", "--url", server.grpc],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("the ") and run.stdout.endswith("\n")
+    assert len(run.stdout) - 1 == 4 + 30  # the prompt, 30 generated characters (a newline among them too), the closing newline
