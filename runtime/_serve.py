@@ -39,7 +39,8 @@ async def serve(repository: str | Path | None = None, *, host: str = "0.0.0.0", 
         if r["state"] != "READY":
             print(f"twinpipe: {r['name']} is UNAVAILABLE: {r['reason'].splitlines()[0]}", file=out)
     metrics_at = f" metrics=http://{shown}:{scrape.port}/metrics" if scrape is not None else ""
-    print(f"twinpipe: try  python examples/client.py --url {shown}:{port}", file=out)
+    if repository is None:  # the shipped repository: the shipped client talks to it
+        print(f"twinpipe: try  python examples/client.py --url {shown}:{port}", file=out)
     print(f"twinpipe: listening grpc={shown}:{port}{metrics_at}", file=out, flush=True)  # the last line: ready
     await stop.wait()
     print(f"twinpipe: stopping; {engine.inflight} request(s) in flight get {grace_s:g} s", file=out, flush=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -74,6 +76,16 @@ def build_repository(root: Path) -> Path:
     torch.jit.save(torch.jit.trace(small_cnn(), torch.zeros(1, 3, 32, 32)), str(root / "cnn" / "1" / "model.pt"))  # type: ignore[no-untyped-call]
     (root / "classify.yaml").write_text(CLASSIFY)
     return root
+
+
+def load_example(file: Path, name: str) -> ModuleType:
+    """An example's script as a module named ``name`` (each example has its own client.py)."""
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class Server:

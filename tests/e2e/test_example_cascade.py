@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tg
 
-from ._server import Server
+from ._server import Server, load_example
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "cascade"
-sys.path.insert(0, str(EXAMPLE))
-from client import classify  # noqa: E402  (the example's own client)
+classify = load_example(EXAMPLE / "client.py", "cascade_client").classify  # the example's own client
 
 LABELS = np.array(["up", "lower-left", "lower-right", "centre"])
 

@@ -5,7 +5,6 @@ called once per image with all of that image's crops as one batch."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import re
@@ -13,14 +12,13 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.grpc as tg
 
-from ._server import Server
+from ._server import Server, load_example
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "detect_classify"
@@ -28,17 +26,8 @@ REPOSITORY = EXAMPLE / "repository"
 OUTPUTS = ("boxes", "labels", "scores", "image_index")
 
 
-def _load(name: str, file: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE / file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-scene_mod = _load("make_scene", "make_scene.py")  # as "make_scene": client.py imports it by that name
-client_mod = _load("detect_classify_client", "client.py")
+scene_mod = load_example(EXAMPLE / "make_scene.py", "make_scene")  # as "make_scene": client.py imports it by that name
+client_mod = load_example(EXAMPLE / "client.py", "detect_classify_client")
 
 
 def _seed() -> int:

@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tg
 
-from ._server import Server
+from ._server import Server, load_example
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "generate"
 CORPUS = (EXAMPLE / "repository" / "corpus.txt").read_text()
-sys.path.insert(0, str(EXAMPLE))
-from client import generate  # noqa: E402  (the example's own client)
+generate = load_example(EXAMPLE / "client.py", "generate_client").generate  # the example's own client
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,21 @@ def about(inputs, ctx):
             "left": np.array([left], np.float64)}
 
 
+SEEN = []
+
+
+def waits_for_the_client(inputs, ctx):
+    end = time.monotonic() + 10
+    while not ctx.cancelled and time.monotonic() < end:
+        time.sleep(0.005)
+    SEEN.append(ctx.cancelled)
+    return {"y": inputs["x"]}
+
+
+def batch_ids(inputs, ctx):
+    return {"y": ctx.infer("double", {"x": inputs["x"]})["y"] + len(ctx.request_id)}
+
+
 def tokens(inputs, ctx):
     for k in range(int(inputs["n"][0])):
         if ctx.cancelled:
@@ -88,8 +105,11 @@ def engine(tmp_path: Path) -> Any:
         (tmp_path / name / "1" / "m.py").write_text(code)
     (tmp_path / "bls.py").write_text(BLS)
     for name, target in (("twice", "twice"), ("twice_async", "twice_async"), ("calls_boom", "calls_boom"),
-                         ("bad_inputs", "bad_inputs"), ("sync_call_on_loop", "sync_call_on_loop"), ("self_call", "recurse")):
+                         ("bad_inputs", "bad_inputs"), ("sync_call_on_loop", "sync_call_on_loop"), ("self_call", "recurse"),
+                         ("waits", "waits_for_the_client"), ("batched", "batch_ids")):
         (tmp_path / f"{name}.yaml").write_text(_pipe(name, target))
+    batched = tmp_path / "batched.yaml"
+    batched.write_text(batched.read_text() + "batching: {max_batch_size: 8, max_queue_delay_us: 20000}\n")
     (tmp_path / "about.yaml").write_text(textwrap.dedent("""\
         name: about
         inputs: {x: {datatype: FP32, shape: [-1, 2]}}
@@ -173,3 +193,31 @@ def test_a_streaming_pipeline_answers_through_a_stream(engine: Engine) -> None:
     assert engine.get("tokens").config()["model_transaction_policy"] == {"decoupled": True}
     with pytest.raises(InvalidArgumentError, match=r"pipeline 'tokens' is decoupled"):
         engine.infer("tokens", {"n": np.array([2])})
+
+
+def test_a_client_that_goes_cancels_the_steps_context(engine: Engine, tmp_path: Path) -> None:
+    async def main() -> None:
+        task = asyncio.ensure_future(engine.infer_async("waits", {"x": _x()}))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    module = next(m for k, m in sys.modules.items() if k.startswith("twinpipe_bls_bls_") and getattr(m, "__file__", "") == str(tmp_path / "bls.py"))
+    deadline = time.monotonic() + 5
+    while not module.SEEN and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert module.SEEN == [True]  # the step saw ctx.cancelled, well before its 10 s
+
+
+def test_a_batched_pipeline_runs_its_steps_once_per_batch(engine: Engine) -> None:
+    xs = [_x() for _ in range(8)]
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(engine.infer_async("batched", {"x": x}, request_id=f"r{k}") for k, x in enumerate(xs))))
+
+    for x, r in zip(xs, asyncio.run(main())):  # a batch's context has no request id: len("") == 0
+        np.testing.assert_array_equal(r.outputs["y"], x * 2)
+    stats = engine.statistics("batched")[0]
+    assert stats["inference_count"] == 8 and stats["execution_count"] < 8
