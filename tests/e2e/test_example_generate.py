@@ -68,6 +68,8 @@ def test_the_stream_holds_one_character_per_response_that_the_counts_allow(serve
             assert context + nxt in CORPUS, f"seed {seed}: {context + nxt!r} never occurs in the corpus"
         else:
             assert context[-1] + nxt in CORPUS, f"seed {seed}: {context[-1] + nxt!r} never occurs in the corpus"
+    config = client.get_model_config("generate").config
+    assert config.platform == "ensemble" and config.model_transaction_policy.decoupled  # clients see a streaming pipeline
     # the same prompt and seed give the same text, through the example's own client
     assert "".join(generate(client, prompt, n, seed)) == "".join(tokens)
     client.close()
