@@ -12,8 +12,10 @@ repeat by repeat (a busy spell of the shared machine lands on all of them):
   the round trip thread → event loop → thread that a sync step's ``ctx.infer`` makes, with no work
   (two OS thread wake-ups; on a small VM their latency varies a lot from run to run).
 * **ctx.infer (sync step)** — a pipeline whose sync python step (on a worker thread) loops
-  ``ctx.infer("identity", {"x": x})`` ``--calls`` times a request; the step's call hops to the
-  engine's event loop and waits for the answer.
+  ``ctx.infer("identity", {"x": x})`` ``--calls`` times a request. A callee with a queue (a
+  batcher) is reached by hopping to the engine's event loop and waiting (the bare hop's price);
+  this identity has none and runs inline, so the step's thread runs it itself and only the
+  statistics go to the loop.
 * **ctx.infer_async (async step)** — the same loop in an ``async def`` step (on the event loop) with
   ``await ctx.infer_async(...)``.
 

@@ -130,6 +130,24 @@ class ServedModel:
         _count(self._stats, rows, start)
         return out
 
+    @property
+    def runs_here(self) -> bool:
+        """Whether a request may run on the caller's own thread now (:meth:`run_here`): nothing to
+        queue in (no batcher, no sequences, not decoupled) and the model on its inline path."""
+        return self.batcher is None and self.sequencer is None and not self.config.decoupled and self.pool.inline
+
+    def run_here(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        """Run one request on this thread (when :attr:`runs_here`): its outputs and rows. The
+        caller counts it with :meth:`count` on the event loop (the statistics live there)."""
+        cfg = self.config
+        arrays = check_inputs(self.name, cfg.inputs, inputs, cfg.max_batch_size)
+        rows = len(next(iter(arrays.values()), (0,))) if cfg.max_batch_size else 1
+        return self.pool.run_inline(arrays), rows
+
+    def count(self, rows: int, seconds: float, failed: bool) -> None:
+        """Count a request that ran elsewhere (:meth:`run_here`) in this model's statistics."""
+        _add(self._stats, rows, int(seconds * 1e9), failed)
+
     async def stream(self, inputs: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """A decoupled model's responses to one request, as the model yields them (any number)."""
         cfg = self.config
@@ -254,7 +272,10 @@ async def _timed(stats: BatcherStats, work: Awaitable[Mapping[str, Any]], rows: 
 
 
 def _count(stats: BatcherStats, rows: int, start: float, failed: bool = False) -> None:
-    took = int((time.perf_counter() - start) * 1e9)
+    _add(stats, rows, int((time.perf_counter() - start) * 1e9), failed)
+
+
+def _add(stats: BatcherStats, rows: int, took: int, failed: bool) -> None:
     stats.requests, stats.batches, stats.rows = stats.requests + 1, stats.batches + 1, stats.rows + rows
     stats.failed += failed
     stats.compute_ns += took

@@ -2,8 +2,10 @@
 pipelines through their batchers (so a step's calls batch with all other traffic), on the
 engine's event loop.
 
-A sync step runs on a worker thread and ``ctx.infer`` waits there for the loop's answer; an
-``async`` step runs on the loop and awaits ``ctx.infer_async``. A callee's error is raised in the
+A sync step runs on a worker thread and ``ctx.infer`` waits there for the loop's answer — except
+for a model with no queue to join (unbatched, on its instances' inline path: a tiny compiled
+model), which it runs right there, saving the two thread wake-ups; an ``async`` step runs on the
+loop and awaits ``ctx.infer_async``. A callee's error is raised in the
 step as a :class:`CalleeError` naming the callee; if the step lets it go, the request fails with
 INTERNAL naming the step (and, through the chained message, the callee).
 """
@@ -52,6 +54,12 @@ class EngineContext(StepContext):  # type: ignore[misc]  # (mypy sees twinpipe.d
         if running is self.loop:  # waiting here would stop the very loop that must answer
             raise RuntimeError(f"ctx.infer({name!r}) waits for the engine's event loop, and this step runs on it: "
                                "make the step async and use await ctx.infer_async(...)")
+        try:
+            servable = self.engine.get(name, version)
+            if servable.runs_here and self.depth < MAX_DEPTH:  # no queue to join: no reason to hop to the loop
+                return self.engine.infer_here(servable, inputs, self.request_id).outputs
+        except EngineError as e:
+            raise CalleeError(name, e) from None
         work = asyncio.run_coroutine_threadsafe(self.infer_async(name, inputs, version=version, timeout=timeout), self.loop)
         return work.result()
 

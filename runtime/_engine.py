@@ -327,6 +327,35 @@ class Engine:
             servable.count(not reason, time.perf_counter() - start, reason)
             self._leave(servable)
 
+    def infer_here(self, servable: Servable, inputs: Mapping[str, Any], request_id: str = "") -> InferResponse:
+        """Run a request for a model that :attr:`Servable.runs_here` on this (non-loop) thread:
+        what a sync python step's ``ctx.infer`` does for such a model, saving two thread hops.
+        Its statistics are counted on the engine's loop afterwards (it is not in the in-flight
+        gauge: it takes under ``INLINE_BELOW_S``)."""
+        if self.closing:
+            raise UnavailableError("the server is shutting down")
+        start, rows, reason = time.perf_counter(), 0, ""
+        try:
+            try:
+                result, rows = servable.run_here(inputs)
+            except EngineError:
+                raise
+            except Exception as e:
+                raise _engine_error(e, servable.label) from e
+            return servable.response(result, None, request_id)
+        except EngineError as e:
+            reason = e.code
+            raise
+        finally:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._count_here, servable, rows, time.perf_counter() - start, reason)
+
+    @staticmethod
+    def _count_here(servable: Servable, rows: int, seconds: float, reason: str) -> None:
+        assert isinstance(servable.served, ServedModel)
+        servable.served.count(rows, seconds, failed=bool(reason))
+        servable.count(not reason, seconds, reason)
+
     def _admit(self, servable: Servable) -> None:
         """Count a request in, or refuse it (shutting down, too many in flight)."""
         if self.closing:

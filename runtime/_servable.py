@@ -130,6 +130,17 @@ class Servable:
             return _deadline(work, timeout_us, self.label)
         return work
 
+    @property
+    def runs_here(self) -> bool:
+        """A model that can answer on the caller's thread now (see ``ServedModel.runs_here``)."""
+        return isinstance(self.served, ServedModel) and self.served.runs_here
+
+    def run_here(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        assert isinstance(self.served, ServedModel)
+        if self._scalars and self.max_batch_size:
+            inputs = self._unsqueezed(inputs)
+        return self.served.run_here(inputs)
+
     def stream(self, inputs: Mapping[str, Any], options: Mapping[str, Any], ctx: StepContext | None = None) -> AsyncIterator[dict[str, Any]]:
         """A decoupled model's or streaming pipeline's responses to a request, as they come.
         Streams have no queue and no sequences: priority means nothing to them (as to any model

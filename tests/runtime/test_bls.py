@@ -8,12 +8,15 @@ import asyncio
 import os
 import sys
 import textwrap
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from twinpipe.runtime._engine import Engine
 from twinpipe.runtime._errors import InternalError, InvalidArgumentError
@@ -78,6 +81,19 @@ def batch_ids(inputs, ctx):
     return {"y": ctx.infer("double", {"x": inputs["x"]})["y"] + len(ctx.request_id)}
 
 
+def many(inputs, ctx):
+    out = None
+    for _ in range(40):
+        out = ctx.infer("ident", {"x": inputs["x"]})
+    return {"y": out["y"]}
+
+
+def ident_bad(inputs, ctx):
+    for _ in range(40):
+        ctx.infer("ident", {"x": inputs["x"]})
+    return ctx.infer("ident", {"x": inputs["x"].astype("float64")})
+
+
 def tokens(inputs, ctx):
     for k in range(int(inputs["n"][0])):
         if ctx.cancelled:
@@ -104,9 +120,16 @@ def engine(tmp_path: Path) -> Any:
         (tmp_path / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
         (tmp_path / name / "1" / "m.py").write_text(code)
     (tmp_path / "bls.py").write_text(BLS)
+    (tmp_path / "ident" / "1").mkdir(parents=True)  # a tiny compiled model: runs inline, no queue
+    (tmp_path / "ident" / "config.yaml").write_text("name: ident\nbackend: torchscript\nmax_batch_size: 0\n"
+                                                    "inputs: {x: {datatype: FP32, shape: [-1, 2]}}\noutputs: {y: {datatype: FP32, shape: [-1, 2]}}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(tmp_path / "ident" / "1" / "model.pt"))
     for name, target in (("twice", "twice"), ("twice_async", "twice_async"), ("calls_boom", "calls_boom"),
                          ("bad_inputs", "bad_inputs"), ("sync_call_on_loop", "sync_call_on_loop"), ("self_call", "recurse"),
-                         ("waits", "waits_for_the_client"), ("batched", "batch_ids")):
+                         ("waits", "waits_for_the_client"), ("batched", "batch_ids"), ("many", "many"),
+                         ("ident_bad", "ident_bad")):
         (tmp_path / f"{name}.yaml").write_text(_pipe(name, target))
     batched = tmp_path / "batched.yaml"
     batched.write_text(batched.read_text() + "batching: {max_batch_size: 8, max_queue_delay_us: 20000}\n")
@@ -221,3 +244,34 @@ def test_a_batched_pipeline_runs_its_steps_once_per_batch(engine: Engine) -> Non
         np.testing.assert_array_equal(r.outputs["y"], x * 2)
     stats = engine.statistics("batched")[0]
     assert stats["inference_count"] == 8 and stats["execution_count"] < 8
+
+
+def test_a_sync_step_runs_a_queue_free_model_itself_and_it_is_counted(engine: Engine) -> None:
+    x = _x(3)
+    here: list[str] = []
+    direct = engine.infer_here
+
+    def counted(*args: Any, **kwargs: Any) -> Any:  # the real call, counted
+        here.append(threading.current_thread().name)
+        return direct(*args, **kwargs)
+
+    engine.infer_here = counted  # type: ignore[method-assign]
+    for _ in range(3):
+        np.testing.assert_array_equal(engine.infer("many", {"x": x}).outputs["y"], x)
+    assert engine.get("ident").runs_here  # unbatched and tiny: on its inline path, so steps call it directly
+    # all but the first calls (those that proved the model tiny) ran on the steps' threads
+    assert len(here) >= 120 - 20 and all(name.startswith("twinpipe-bls") for name in here)
+
+    def successes() -> int:
+        return int(engine.statistics("ident")[0]["inference_stats"]["success"]["count"])
+
+    deadline = time.monotonic() + 5
+    while successes() < 120 and time.monotonic() < deadline:  # counted on the engine's loop, just after
+        time.sleep(0.01)
+    assert successes() == 120 and engine.statistics("ident")[0]["inference_count"] == 120
+    with pytest.raises(InternalError, match=r"ctx.infer\('ident'\) failed \(INVALID_ARGUMENT\): .*input 'x' has datatype FP32 \(float32\); given float64"):
+        engine.infer("ident_bad", {"x": x})
+    deadline = time.monotonic() + 5
+    while engine.statistics("ident")[0]["inference_stats"]["fail"]["count"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.statistics("ident")[0]["inference_stats"]["fail"]["count"] == 1
