@@ -184,9 +184,12 @@ class GrpcFrontend:
 
     async def model_stream_infer(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         """Each request is answered as it completes (in any order; clients match by id); a failed
-        request is answered with its error and the stream goes on. A decoupled model's responses
-        go out as it yields them, flagged not final; an empty final response follows when the
-        request asks for one (``triton_enable_empty_final_response``). Any other model's single
+        request is answered with its error and the stream goes on. A decoupled model's (or
+        streaming pipeline's) responses carry Triton's ``triton_final_response`` flag: a request
+        that asks for an empty final response (``triton_enable_empty_final_response``) gets each
+        response the moment it is made, flagged not final, then the empty one flagged final; a
+        request that does not gets each response once the next exists (a generator only knows it
+        is done when asked for more), the last one flagged final. Any other model's single
         response is flagged final. A client that leaves cancels what it started."""
         answers: asyncio.Queue[Any] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
@@ -196,6 +199,7 @@ class GrpcFrontend:
             answers.put_nowait(pb.ModelStreamInferResponse(infer_response=response))
 
         async def answer(request: Any) -> None:
+            held = None  # without an empty final response, each response waits for the next: the last is flagged final
             try:
                 servable = self.engine.get(request.model_name, request.model_version or None)
                 if not servable.decoupled:
@@ -205,13 +209,25 @@ class GrpcFrontend:
                 responses = self.engine.submit_stream(servable, decode_inputs(request), request_id=request.id,
                                                       parameters=_options(request), outputs=requested_outputs(request))
                 async for result in responses:
-                    send(_response(request, result), final=False)
+                    if empty_final:
+                        send(_response(request, result), final=False)  # at once: the empty final one ends the stream
+                    else:
+                        if held is not None:
+                            send(held, final=False)
+                        held = _response(request, result)
                 if empty_final:
                     send(pb.ModelInferResponse(model_name=servable.name, model_version=servable.version, id=request.id), final=True)
+                elif held is not None:
+                    send(held, final=True)
+                held = None
             except EngineError as e:
+                if held is not None:  # what was made before the error still goes out
+                    send(held, final=False)
                 failed = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
                 answers.put_nowait(pb.ModelStreamInferResponse(error_message=str(e), infer_response=failed))
             except Exception as e:  # never let one request end the stream
+                if held is not None:
+                    send(held, final=False)
                 answers.put_nowait(pb.ModelStreamInferResponse(error_message=f"internal error: {type(e).__name__}: {e}"))
 
         async def read() -> None:

@@ -59,6 +59,8 @@ def test_the_stream_holds_one_character_per_response_that_the_counts_allow(serve
     assert all(e is None for _, e in got)
     assert [int(r.as_numpy("position")[0]) for r, _ in got] == list(range(n))
     assert {r.get_response().id for r, _ in got} == {"g1"}
+    finals = [r.get_response().parameters["triton_final_response"].bool_param for r, _ in got]
+    assert finals == [False] * (n - 1) + [True]  # no empty final response asked for: the last one is flagged
     tokens = [r.as_numpy("token")[0].decode() for r, _ in got]
     assert all(len(t) == 1 for t in tokens)
     full = prompt + "".join(tokens)
