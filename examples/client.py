@@ -1,16 +1,17 @@
-"""Name the colours of photos with a twinpipe server, through Triton's gRPC client.
+"""Classify images with a twinpipe server, through Triton's gRPC client.
 
 Start a server with the shipped default repository, then run this client:
 
-    twinpipe serve                      # serves classify_color (and color_net) on localhost:8001
-    python examples/client.py           # the shipped sample photos
+    twinpipe serve                      # serves classify (shapes_net) and more on localhost:8001
+    python examples/client.py           # six fresh shape images, drawn here (examples/shapes)
     python examples/client.py a.jpg b.png --url host:8001
+    python examples/client.py --model classify_color    # the shipped photos, named by colour
 
-Each file is sent as it is on disk — encoded JPEG/PNG bytes, one BYTES element of the input
-``image`` (shape [1]) — and decoded and pre-processed by the pipeline inside the server. The
-answer is the outputs ``labels`` (BYTES [1, 3]) and ``scores`` (FP32 [1, 3]), printed as
+Each image is sent as encoded JPEG/PNG bytes — one BYTES element of the input ``image`` (shape
+[1]) — and decoded and pre-processed by the pipeline inside the server. The answer is the outputs
+``labels`` (BYTES [1, 3]) and ``scores`` (FP32 [1, 3]), printed as
 
-    coffee.jpg: brown (0.988), gray (0.011), pink (0.002)
+    shape 1 (a star): star (0.998), cross (0.001), triangle (0.000)
 
 Any Triton (KServe v2) client works the same way; this one needs ``pip install 'tritonclient[grpc]'``.
 """
@@ -18,6 +19,7 @@ Any Triton (KServe v2) client works the same way; this one needs ``pip install '
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from twinpipe.pipelines import asset_path
 
 __all__ = ["DEFAULT_FILES", "classify", "main"]
 
-#: the shipped sample photos sent when no file is given
+#: the shipped sample photos sent to other models than classify when no file is given
 DEFAULT_FILES = ("coffee.jpg", "chelsea.jpg", "astronaut.png")
 
 
@@ -46,20 +48,40 @@ def classify(client: grpcclient.InferenceServerClient, model: str, data: bytes) 
             for label, score in zip(labels.reshape(-1), scores.reshape(-1))]
 
 
+def _shapes(count: int, seed: int | None) -> list[tuple[str, bytes]]:
+    """``count`` fresh images of examples/shapes, named with their true shape."""
+    spec = importlib.util.spec_from_file_location("twinpipe_example_shapes", Path(__file__).with_name("shapes") / "shapes.py")
+    assert spec is not None and spec.loader is not None
+    shapes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shapes)
+    rng = np.random.default_rng(seed)
+    images = [shapes.make_image(rng) for _ in range(count)]
+    return [(f"shape {k + 1} (a {shapes.CLASSES[label]})", jpeg) for k, (jpeg, label) in enumerate(images)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                        help=f"images to classify (default: the shipped {', '.join(DEFAULT_FILES)})")
+                        help="images to classify (default: fresh shapes for classify, the shipped photos for other models)")
     parser.add_argument("--url", default="localhost:8001", help="the server's gRPC address (default localhost:8001)")
-    parser.add_argument("--model", default="classify_color", help="the pipeline or model to ask (default classify_color)")
+    parser.add_argument("--model", default="classify", help="the pipeline or model to ask (default classify)")
+    parser.add_argument("--count", type=int, default=6, help="how many shapes to draw when no file is given (default 6)")
+    parser.add_argument("--seed", type=int, default=None, help="the shapes' seed (default: fresh)")
     args = parser.parse_args(argv)
-    files = [(str(p), p) for p in args.files] or [(name, asset_path(name)) for name in DEFAULT_FILES]
+    samples: list[tuple[str, bytes | Path]]
+    if args.files:
+        samples = [(str(p), p) for p in args.files]
+    elif args.model == "classify":
+        samples = list(_shapes(args.count, args.seed))
+    else:
+        samples = [(name, asset_path(name)) for name in DEFAULT_FILES]
 
     client = grpcclient.InferenceServerClient(url=args.url)
     failed = 0
-    for shown, path in files:
+    for shown, source in samples:
         try:
-            answer = classify(client, args.model, path.read_bytes())
+            data = source.read_bytes() if isinstance(source, Path) else source
+            answer = classify(client, args.model, data)
         except OSError as e:
             print(f"{shown}: cannot read: {e.strerror or e}", file=sys.stderr)
             failed += 1

@@ -7,9 +7,10 @@
     twinpipe schema                                   the JSON Schema of pipeline files, for editors
     twinpipe demo [IMAGE] [--out DIR]                 the image ops over a real photo
     twinpipe serve [--repository DIR] [--grpc-port 8001] [--metrics-port 8002]   the server
+    twinpipe parity PIPELINE --data DIR_OR_GLOB [--server HOST:PORT]   training path vs serving path, step by step
 
 A user error prints a message and exits with status 1 (2 for a malformed command line); it
-never prints a Python traceback.
+never prints a Python traceback. ``parity`` exits 1 for a mismatch and 2 when it cannot run.
 """
 
 from __future__ import annotations
@@ -147,6 +148,19 @@ def _op_json(name: str) -> dict[str, Any]:
     }
 
 
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from ._parity import ParityError, parity, render
+
+    try:
+        result = parity(args.pipeline, args.data, repository=args.repository, server=args.server,
+                        workers=args.workers, atol=args.atol, serving_pipeline=args.serving_pipeline)
+    except ParityError as e:
+        print(f"twinpipe parity: {e}", file=sys.stderr)
+        return 2  # 1 is a mismatch
+    print(render(result))
+    return result.exit_code
+
+
 def _cmd_ops(args: argparse.Namespace) -> int:
     if args.name:
         print(json.dumps(_op_json(args.name), indent=2, default=str) if args.json else get_op(args.name).describe())
@@ -207,6 +221,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write to this file (required for png)")
     p.add_argument("--repository", "-r", help="the model repository for model steps (default: the shipped one)")
     p.set_defaults(fn=_cmd_graph)
+
+    p = sub.add_parser("parity", help="run files through the training and the serving path; compare every step's tensors",
+                       description="Run each file (one sample: the pipeline's one BYTES input) through the training path "
+                                   "(a DataLoader with workers) and the serving path (the Engine in-process; with --server, "
+                                   "also a running server over gRPC), and compare every step's output. Exit status 0: all "
+                                   "agree (bit for bit unless --atol); 1: a mismatch; 2: it could not run.")
+    p.add_argument("pipeline", help="a shipped pipeline's name or a .yaml path")
+    p.add_argument("--data", "-d", required=True, action="extend", nargs="+", metavar="DIR_OR_GLOB",
+                   help="a folder (its files), a glob (quoted) or files; each file is one sample")
+    p.add_argument("--server", metavar="HOST:PORT", help="also compare a running server's outputs over gRPC")
+    p.add_argument("--repository", "-r", help="the model repository for model steps (default: the shipped one)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2; 0: none)")
+    p.add_argument("--atol", type=float, default=0.0, help="how far numbers may differ (default 0: bit for bit)")
+    p.add_argument("--serving-pipeline", metavar="FILE",
+                   help="serve this pipeline file instead (e.g. a new version, against the one trained with)")
+    p.set_defaults(fn=_cmd_parity)
 
     p = sub.add_parser("ops", help="list the registered ops, or describe one")
     p.add_argument("name", nargs="?", help="an op name, e.g. image.resize")

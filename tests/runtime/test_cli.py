@@ -237,3 +237,15 @@ def test_bytes_outputs_are_text_when_utf8_else_base64(tmp_path: Path) -> None:
     raw = _jsonable(np.array([b"\xff\x00", b"ok"], dtype=object))
     assert raw["encoding"] == "base64"
     assert raw["data"] == ["/wA=", "b2s="]
+
+
+def test_parity_on_the_shipped_photos_agrees_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    photos = [str(asset_path(n)) for n in ("coffee.jpg", "chelsea.jpg", "astronaut.png")]
+    assert main(["parity", "classify_color", "--data", *photos, "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "decode.image" in out and "model.logits" in out and "names.labels" in out
+
+
+def test_parity_that_cannot_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["parity", "imagenet_preprocess", "--data", str(tmp_path / "nothing-*.jpg")]) == 2
+    assert capsys.readouterr().err.startswith("twinpipe parity: ")
