@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run client demo test lint bench clean
+.PHONY: run client demo model test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ client: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/twinpipe demo
+
+model: $(VENV)/.installed
+	$(PY) examples/shapes/train.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -249,3 +249,12 @@ def test_parity_on_the_shipped_photos_agrees_and_exits_0(capsys: pytest.CaptureF
 def test_parity_that_cannot_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["parity", "imagenet_preprocess", "--data", str(tmp_path / "nothing-*.jpg")]) == 2
     assert capsys.readouterr().err.startswith("twinpipe parity: ")
+
+
+def test_the_readme_parity_command_runs_as_written() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("twinpipe parity "))
+    args = [a.strip("'") for a in command.split()[1:]]
+    root = Path(__file__).resolve().parents[2]
+    args = [str(root / a) if a.startswith("pipelines/") else a for a in args]
+    assert main(args) == 0
