@@ -126,19 +126,19 @@ class Floor:
         })
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, floor: Floor | None = None, name: str = "floor") -> None:
     # the same message limits and port options as twinpipe's GrpcFrontend
     options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20),
                ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=options)
-    server.add_generic_rpc_handlers((Floor().handler(),))
+    server.add_generic_rpc_handlers(((floor or Floor()).handler(),))
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"floor: listening grpc={host}:{bound}", flush=True)
+    print(f"{name}: listening grpc={host}:{bound}", flush=True)
     await stop.wait()
     await server.stop(1)
 

@@ -1,11 +1,14 @@
 """The gRPC server under load: ``twinpipe serve`` against the floor, driven by perf_analyzer.
 
-Three targets, measured in one run with the same load generator:
+Four servers' answers, measured in one run with the same load generator:
 
 * **identity** — a TorchScript ``nn.Identity``, FP32 ``x`` [-1] → ``y`` = x, no batching; 1024 floats a request.
 * **classify** — a pipeline, JPEG in, top-5 out: image.decode → image.resize_crop_normalize (size 36,
   crop 32) → a small TorchScript CNN (10 classes, built here) → classify.softmax → classify.topk k=5;
   no pipeline batching; every request is the shipped ``coffee.jpg`` (36 KB).
+* **hand-written** — ``bench/_handwritten.py``: what a user writes by hand, for ``classify``: a
+  bare grpc.aio server whose ModelInfer runs the same ops and CNN per request on its event loop
+  (no batching, no executor); checked to answer exactly as the pipeline does.
 * **the floor** — ``bench/_floor.py``: a bare grpc.aio server (same Python, grpc and messages) whose
   ModelInfer decodes the raw inputs and echoes them back as raw outputs, for ``identity`` (FP32) and
   ``classify`` (the JPEG's bytes). What any Python gRPC server pays per request; twinpipe's ratio
@@ -164,6 +167,23 @@ def check(url: str, floor: bool) -> None:
     client.close()
 
 
+def check_handwritten(url: str, twinpipe_url: str) -> None:
+    """The hand-written server answers classify exactly as the twinpipe pipeline does."""
+    import tritonclient.grpc as tc
+
+    image = np.array([jpeg()], dtype=object)
+    answers = []
+    for at in (url, twinpipe_url):
+        client = tc.InferenceServerClient(at)
+        img = tc.InferInput("image", [1], "BYTES")
+        img.set_data_from_numpy(image)
+        res = client.infer("classify", [img])
+        answers.append((res.as_numpy("scores"), res.as_numpy("classes")))
+        client.close()
+    (hs, hc), (ts, tcl) = answers
+    assert np.array_equal(hs, ts) and np.array_equal(hc, tcl), "the hand-written server disagrees with the pipeline"
+
+
 def perf_analyzer_works() -> bool:
     if not PERF_ANALYZER.is_file():
         return False
@@ -262,36 +282,47 @@ def main() -> None:
         try:
             floor, floor_url = start([str(Path(__file__).with_name("_floor.py"))], "floor: listening ",
                                      prof / "floor.prof" if prof else None)
+            hand, hand_url = start([str(Path(__file__).with_name("_handwritten.py")), "--model", str(repo / "cnn" / "1" / "model.pt")],
+                                   "handwritten: listening ", None)
             try:
                 check(url, floor=False)
                 check(floor_url, floor=True)
+                check_handwritten(hand_url, url)
                 tool = "perf_analyzer (C++, sync, closed loop)" if use_pa else \
                     "FALLBACK: in-process asyncio client (tritonclient.grpc.aio), perf_analyzer not runnable"
-                print(f"\n## gRPC server: twinpipe vs a bare grpc.aio echo server (the floor); load: {tool}; "
-                      f"{args.rounds} rounds of {args.seconds:g} s per row, {os.cpu_count()} cores shared by server and client"
-                      + (" — UNDER cProfile" if prof else "") + "\n")
-                print("| target | concurrency | req/s (range over rounds) | p50 ms | p99 ms | ratio to the floor (throughput) |")
-                print("|---|---:|---:|---:|---:|---:|")
+                print(f"\n## gRPC server: twinpipe vs a bare grpc.aio echo server (the floor) and a hand-written classify "
+                      f"server; load: {tool}; {args.rounds} rounds of {args.seconds:g} s per row, {os.cpu_count()} cores shared "
+                      "by server and client" + (" — UNDER cProfile" if prof else "") + "\n")
+                print("| target | concurrency | req/s (range over rounds) | p50 ms | p99 ms | ratio to the floor | ratio to hand-written |")
+                print("|---|---:|---:|---:|---:|---:|---:|")
                 ratios: dict[int, float] = {}
                 for model, label in (("identity", "identity (TorchScript, 1024 FP32)"),
                                      ("classify", "classify pipeline (JPEG → top-5)")):
+                    servers = [("floor", floor_url), ("twinpipe", url)] + ([("hand", hand_url)] if model == "classify" else [])
                     for c in args.concurrency:
                         # the servers take turns, round after round: a slow spell of this shared
-                        # machine lands on both; each row is the round with the median throughput
-                        runs: dict[str, list[Row]] = {"floor": [], "twinpipe": []}
+                        # machine lands on all; each row is the round with the median throughput
+                        runs: dict[str, list[Row]] = {who: [] for who, _ in servers}
                         for _ in range(args.rounds):
-                            for who, at in (("floor", floor_url), ("twinpipe", url)):
+                            for who, at in servers:
                                 runs[who].append(measure(at, model, c, args.seconds, data, work, use_pa))
                         base = _median(runs["floor"])[0]
-                        for who in ("floor", "twinpipe"):
+                        hand_rate = _median(runs["hand"])[0] if "hand" in runs else 0.0
+                        for who in ("floor", "hand", "twinpipe"):
+                            if who not in runs:
+                                continue
                             rate, p50, p99 = _median(runs[who])
-                            name = f"floor: {model} echo" if who == "floor" else f"twinpipe: {label}"
+                            name = {"floor": f"floor: {model} echo", "twinpipe": f"twinpipe: {label}",
+                                    "hand": "hand-written grpc.aio: the same ops and CNN per request"}[who]
                             spread = f"{min(r[0] for r in runs[who]):.0f}–{max(r[0] for r in runs[who]):.0f}"
-                            print(f"| {name} | {c} | {rate:.0f} ({spread}) | {p50:.2f} | {p99:.2f} | {rate / base:.2f} |", flush=True)
+                            vs_hand = f"{rate / hand_rate:.2f}" if hand_rate and who != "floor" else ""
+                            print(f"| {name} | {c} | {rate:.0f} ({spread}) | {p50:.2f} | {p99:.2f} | {rate / base:.2f} | {vs_hand} |",
+                                  flush=True)
                             if model == "identity" and who == "twinpipe":
                                 ratios[c] = rate / base
             finally:
                 stop(floor)
+                stop(hand)
         finally:
             stop(ours)
     met = all(r >= TARGET for r in ratios.values())
