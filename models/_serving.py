@@ -136,13 +136,23 @@ class ServedModel:
         queue in (no batcher, no sequences, not decoupled) and the model on its inline path."""
         return self.batcher is None and self.sequencer is None and not self.config.decoupled and self.pool.inline
 
-    def run_here(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-        """Run one request on this thread (when :attr:`runs_here`): its outputs and rows. The
-        caller counts it with :meth:`count` on the event loop (the statistics live there)."""
+    def run_here(self, inputs: Mapping[str, Any], *, count: bool = True) -> tuple[dict[str, Any], int]:
+        """Run one request on this thread (when :attr:`runs_here`): its outputs and rows. On the
+        event loop it counts itself; from another thread (``count=False``) the caller counts it
+        with :meth:`count` on the loop, where the statistics live."""
         cfg = self.config
         arrays = check_inputs(self.name, cfg.inputs, inputs, cfg.max_batch_size)
         rows = len(next(iter(arrays.values()), (0,))) if cfg.max_batch_size else 1
-        return self.pool.run_inline(arrays), rows
+        if not count:
+            return self.pool.run_inline(arrays), rows
+        start = time.perf_counter()
+        try:
+            out = self.pool.run_inline(arrays)
+        except Exception:
+            _count(self._stats, rows, start, failed=True)
+            raise
+        _count(self._stats, rows, start)
+        return out, rows
 
     def count(self, rows: int, seconds: float, failed: bool) -> None:
         """Count a request that ran elsewhere (:meth:`run_here`) in this model's statistics."""

@@ -337,7 +337,7 @@ class Engine:
         start, rows, reason = time.perf_counter(), 0, ""
         try:
             try:
-                result, rows = servable.run_here(inputs)
+                result, rows = servable.run_here(inputs, count=False)
             except EngineError:
                 raise
             except Exception as e:
@@ -395,13 +395,20 @@ class Engine:
                      parameters: Mapping[str, Any] | None, outputs: Sequence[str] | None,
                      ctx: StepContext | None = None) -> InferResponse:
         start = time.perf_counter()
-        self._admit(servable)
+        if self.closing or self._inflight >= self.max_inflight:
+            self._admit(servable)  # refuses, saying why
+        self._inflight += 1  # (admission and release inline: this is the hot path)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.inflight(servable.name, 1)
         try:
             if servable.needs_context and ctx is None:
                 ctx = self._context(servable, request_id, parameters)
-            try:  # what the models and pipelines raise, as EngineErrors (inline: this is the hot path)
+            try:  # what the models and pipelines raise, as EngineErrors
                 if parameters or ctx is not None:
                     result = await servable.infer(inputs, _options(parameters) if parameters else {}, ctx)
+                elif servable.runs_here:  # a tiny unbatched model: answered right here, no coroutine to await
+                    result = servable.run_here(inputs)[0]
                 else:
                     result = await servable.run(inputs)
             except EngineError:
@@ -419,7 +426,9 @@ class Engine:
             servable.count(False, time.perf_counter() - start, e.code)
             raise
         finally:
-            self._leave(servable)
+            self._inflight -= 1
+            if metrics is not None:
+                metrics.inflight(servable.name, -1)
 
     @property
     def inflight(self) -> int:

@@ -135,11 +135,11 @@ class Servable:
         """A model that can answer on the caller's thread now (see ``ServedModel.runs_here``)."""
         return isinstance(self.served, ServedModel) and self.served.runs_here
 
-    def run_here(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    def run_here(self, inputs: Mapping[str, Any], *, count: bool = True) -> tuple[dict[str, Any], int]:
         assert isinstance(self.served, ServedModel)
         if self._scalars and self.max_batch_size:
             inputs = self._unsqueezed(inputs)
-        return self.served.run_here(inputs)
+        return self.served.run_here(inputs, count=count)
 
     def stream(self, inputs: Mapping[str, Any], options: Mapping[str, Any], ctx: StepContext | None = None) -> AsyncIterator[dict[str, Any]]:
         """A decoupled model's or streaming pipeline's responses to a request, as they come.
