@@ -31,7 +31,7 @@ test: lint
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) bench/ops_cpu.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
