@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from twinpipe.dag import PipelineError, PipelineInputError, StepContext, StepError, load_pipeline
 from twinpipe.models import (
@@ -358,11 +358,8 @@ class Engine:
 
     def _admit(self, servable: Servable) -> None:
         """Count a request in, or refuse it (shutting down, too many in flight)."""
-        if self.closing:
-            raise UnavailableError("the server is shutting down")
-        if self._inflight >= self.max_inflight:
-            servable.count(False, 0.0, "UNAVAILABLE")
-            raise UnavailableError(f"too many requests in flight ({self.max_inflight}, max_inflight); try again later")
+        if self.closing or self._inflight >= self.max_inflight:
+            self._refuse(servable)
         self._inflight += 1
         if self.metrics is not None:
             self.metrics.inflight(servable.name, 1)
@@ -377,6 +374,12 @@ class Engine:
     def batch_context(self, servable: Servable) -> EngineContext:
         """The context of a batched pipeline run: it serves several requests, so it has no id."""
         return EngineContext(self, asyncio.get_running_loop(), pipeline=servable.name)
+
+    def _refuse(self, servable: Servable) -> NoReturn:
+        if self.closing:
+            raise UnavailableError("the server is shutting down")
+        servable.count(False, 0.0, "UNAVAILABLE")
+        raise UnavailableError(f"too many requests in flight ({self.max_inflight}, max_inflight); try again later")
 
     def _leave(self, servable: Servable) -> None:
         self._inflight -= 1
@@ -396,7 +399,7 @@ class Engine:
                      ctx: StepContext | None = None) -> InferResponse:
         start = time.perf_counter()
         if self.closing or self._inflight >= self.max_inflight:
-            self._admit(servable)  # refuses, saying why
+            self._refuse(servable)
         self._inflight += 1  # (admission and release inline: this is the hot path)
         metrics = self.metrics
         if metrics is not None:

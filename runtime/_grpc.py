@@ -174,15 +174,8 @@ class GrpcFrontend:
                              outputs=requested_outputs(request))
 
     async def model_infer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:  # the hot path: a plain try, not the _status context manager, and no coroutine or call but these
-            engine = self.engine
-            servable = engine.get(request.model_name, request.model_version or None)  # NOT_FOUND before decoding
-            result = await engine.submit(servable, decode_inputs(request), request_id=request.id,
-                                         parameters=_options(request) if request.parameters else None,
-                                         outputs=[o.name for o in request.outputs] or None)
-            response = pb.ModelInferResponse(model_name=result.model_name, model_version=result.model_version, id=request.id)
-            encode_outputs(response, result.outputs, result.datatypes)
-            return response
+        try:  # the hot path: a plain try, not the _status context manager
+            return _response(request, await self._submit(request))
         except EngineError as e:
             await context.abort(grpc.StatusCode[e.code], str(e))
         except Exception as e:
