@@ -66,11 +66,17 @@ def small_cnn() -> torch.nn.Module:
                         c.AdaptiveAvgPool2d(1), c.Flatten(), c.Linear(16, 10)).eval()
 
 
-def build_repository(root: Path) -> Path:
-    for name, (config, code) in PYTHON_MODELS.items():
+def write_python_models(root: Path, models: dict[str, tuple[str, str]]) -> Path:
+    """Python-backend model folders in ``root``: name → (the config after name/backend/factory, m.py's code)."""
+    for name, (config, code) in models.items():
         (root / name / "1").mkdir(parents=True)
         (root / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
         (root / name / "1" / "m.py").write_text(code)
+    return root
+
+
+def build_repository(root: Path) -> Path:
+    write_python_models(root, PYTHON_MODELS)
     (root / "cnn" / "1").mkdir(parents=True)
     (root / "cnn" / "config.yaml").write_text(CNN_CONFIG)
     torch.jit.save(torch.jit.trace(small_cnn(), torch.zeros(1, 3, 32, 32)), str(root / "cnn" / "1" / "model.pt"))  # type: ignore[no-untyped-call]

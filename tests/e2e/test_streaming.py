@@ -18,7 +18,7 @@ import tritonclient.grpc as tg
 import tritonclient.grpc.aio as tga
 from tritonclient.utils import InferenceServerException
 
-from ._server import Server
+from ._server import Server, write_python_models
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -62,10 +62,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("streams")
-    for name, (config, code) in MODELS.items():
-        (root / name / "1").mkdir(parents=True)
-        (root / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
-        (root / name / "1" / "m.py").write_text(code)
+    write_python_models(root, MODELS)
     return root
 
 

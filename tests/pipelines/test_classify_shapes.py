@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.e2e._server import load_example
 from twinpipe.dag import load_pipeline
 from twinpipe.models import load_repository
 from twinpipe.pipelines import models_dir
@@ -19,20 +20,8 @@ from twinpipe.pipelines import models_dir
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str, file: Path) -> object:
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(name, file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-shapes = _load("shapes", ROOT / "examples" / "shapes" / "shapes.py")  # train.py imports it by this name
-trainer = _load("shapes_train", ROOT / "examples" / "shapes" / "train.py")
+shapes = load_example(ROOT / "examples" / "shapes" / "shapes.py", "shapes")  # train.py imports it by this name
+trainer = load_example(ROOT / "examples" / "shapes" / "train.py", "shapes_train")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.e2e._server import write_python_models
 from twinpipe.runtime._engine import Engine
 from twinpipe.runtime._errors import InternalError, InvalidArgumentError
 
@@ -115,10 +116,7 @@ def _pipe(name: str, target: str, out: str = "y") -> str:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Any:
-    for name, (config, code) in MODELS.items():
-        (tmp_path / name / "1").mkdir(parents=True)
-        (tmp_path / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
-        (tmp_path / name / "1" / "m.py").write_text(code)
+    write_python_models(tmp_path, MODELS)
     (tmp_path / "bls.py").write_text(BLS)
     (tmp_path / "ident" / "1").mkdir(parents=True)  # a tiny compiled model: runs inline, no queue
     (tmp_path / "ident" / "config.yaml").write_text("name: ident\nbackend: torchscript\nmax_batch_size: 0\n"

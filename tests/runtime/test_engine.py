@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.e2e._server import write_python_models
 from twinpipe.runtime._engine import Engine
 from twinpipe.runtime._errors import (
     DeadlineError,
@@ -51,10 +52,7 @@ steps:
 
 
 def _repo(root: Path, broken: bool = False) -> Path:
-    for name, (config, code) in MODELS.items():
-        (root / name / "1").mkdir(parents=True)
-        (root / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
-        (root / name / "1" / "m.py").write_text(code)
+    write_python_models(root, MODELS)
     (root / "twice.yaml").write_text(PIPELINE)
     if broken:
         (root / "broken" / "1").mkdir(parents=True)

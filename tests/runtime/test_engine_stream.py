@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.e2e._server import write_python_models
 from twinpipe.runtime._engine import Engine, InferResponse
 from twinpipe.runtime._errors import InternalError, InvalidArgumentError
 
@@ -46,10 +47,7 @@ steps:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Any:
-    for name, (config, code) in MODELS.items():
-        (tmp_path / name / "1").mkdir(parents=True)
-        (tmp_path / name / "config.yaml").write_text(f"name: {name}\nbackend: python\nfactory: m:build\n{config}")
-        (tmp_path / name / "1" / "m.py").write_text(code)
+    write_python_models(tmp_path, MODELS)
     (tmp_path / "uses_stream.yaml").write_text(USES_STREAM)
     e = Engine(tmp_path)
     yield e
