@@ -41,7 +41,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -50,16 +49,10 @@ import torch
 
 from twinpipe.runtime import Engine
 
-FLOAT_COUNT = 1024
-TARGET_US = 50.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import FLOAT_COUNT, write_identity
 
-IDENTITY = """\
-name: identity
-backend: torchscript
-max_batch_size: 0
-inputs: {x: {datatype: FP32, shape: [-1]}}
-outputs: {y: {datatype: FP32, shape: [-1]}}
-"""
+TARGET_US = 50.0
 
 # The loops the pipelines' python steps run; ``calls`` comes from the request's parameters.
 STEPS = '''\
@@ -104,11 +97,7 @@ def pipeline_yaml(name: str) -> str:
 
 def build_repository(root: Path) -> Path:
     """The identity model and the four pipelines (two with calls, two empty controls)."""
-    (root / "identity" / "1").mkdir(parents=True)
-    (root / "identity" / "config.yaml").write_text(IDENTITY)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(root / "identity" / "1" / "model.pt"))
+    write_identity(root)  # the same model as bench/server.py's
     (root / "steps.py").write_text(STEPS)
     for name in PIPELINES:
         (root / f"{name}.yaml").write_text(pipeline_yaml(name))

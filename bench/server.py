@@ -54,7 +54,7 @@ import torch
 
 from twinpipe.pipelines import asset_path
 
-__all__ = ["Row", "build_repository", "main", "measure"]
+__all__ = ["Row", "build_repository", "main", "measure", "write_identity"]
 
 PERF_ANALYZER = Path(os.environ.get("TWINPIPE_PERF_ANALYZER", Path(__file__).resolve().parents[2] / "shared" / "tools" / "perf-analyzer"))
 FLOAT_COUNT = 1024
@@ -99,17 +99,24 @@ def small_cnn() -> torch.nn.Module:
                         c.AdaptiveAvgPool2d(1), c.Flatten(), c.Linear(16, 10)).eval()
 
 
-def build_repository(root: Path) -> Path:
-    """The identity model, the CNN and the classify pipeline, as ``twinpipe serve`` reads them."""
+def write_identity(root: Path) -> None:
+    """The identity model folder (TorchScript ``nn.Identity``), as bench/bls.py uses it too."""
     (root / "identity" / "1").mkdir(parents=True)
     (root / "identity" / "config.yaml").write_text(IDENTITY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(root / "identity" / "1" / "model.pt"))
+
+
+def build_repository(root: Path) -> Path:
+    """The identity model, the CNN and the classify pipeline, as ``twinpipe serve`` reads them."""
+    write_identity(root)
     (root / "cnn" / "1").mkdir(parents=True)
     (root / "cnn" / "config.yaml").write_text(CNN)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         net = torch.jit.trace(small_cnn(), torch.zeros(1, 3, 32, 32))  # type: ignore[no-untyped-call]
         torch.jit.save(net, str(root / "cnn" / "1" / "model.pt"))
-        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(root / "identity" / "1" / "model.pt"))
     (root / "classify.yaml").write_text(CLASSIFY)
     return root
 
