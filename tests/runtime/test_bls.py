@@ -273,3 +273,23 @@ def test_a_sync_step_runs_a_queue_free_model_itself_and_it_is_counted(engine: En
     while engine.statistics("ident")[0]["inference_stats"]["fail"]["count"] < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert engine.statistics("ident")[0]["inference_stats"]["fail"]["count"] == 1
+
+
+def test_a_streaming_pipeline_with_batching_is_refused_at_load(tmp_path: Path) -> None:
+    (tmp_path / "bls.py").write_text(BLS)
+    (tmp_path / "tokens_batched.yaml").write_text(textwrap.dedent("""\
+        name: tokens_batched
+        inputs: {n: {datatype: INT64, shape: [-1]}}
+        outputs: {t: {datatype: INT64, shape: [-1], from: g.t}}
+        batching: {max_batch_size: 4}
+        steps:
+          g: {python: bls.py:tokens, inputs: {n: n}, outputs: {t: {datatype: INT64, shape: [-1]}}}
+        """))
+    engine = Engine(tmp_path)
+    try:
+        (row,) = engine.index()
+        assert row["state"] == "UNAVAILABLE" and not engine.ready
+        assert row["reason"].endswith("tokens_batched.yaml: pipeline 'tokens_batched' streams (step 'g' is a generator); "
+                                      "streams are not batched: remove batching:")
+    finally:
+        engine.close()
