@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from _results import record
+
 Row = tuple[str, str, Callable[[], Any]]  # (task, implementation, zero-argument call); twinpipe first per task
 
 
@@ -25,8 +27,10 @@ def print_table(rows: Sequence[Row], repeat: int, title: str) -> None:
     """Median ms per row, and each row's ratio to the first row of its task (twinpipe's)."""
     print(f"\n## {title} (median of {repeat}, ms; ratio = time / twinpipe's)\n")
     print("| task | implementation | ms | ratio |\n|---|---|---:|---:|")
-    ours: dict[str, float] = {}
+    ours: dict[str, tuple[str, float]] = {}
     for task, name, fn in rows:
         ms = median_ms(fn, repeat)
-        ours.setdefault(task, ms)
-        print(f"| {task} | {name} | {ms:.3f} | {ms / ours[task]:.2f} |", flush=True)
+        mine, my_ms = ours.setdefault(task, (name, ms))
+        if mine != name:
+            record(f"{task} ({title.split(',')[-1].strip()})", mine, my_ms, "ms", name, ms)
+        print(f"| {task} | {name} | {ms:.3f} | {ms / ours[task][1]:.2f} |", flush=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import record
 
 from twinpipe.models import load_repository
 from twinpipe.models._serving import ServedModel
@@ -140,6 +141,9 @@ def main() -> None:
                 bound = delay_us / 1e3 + batch_ms
                 rate = done / args.seconds
                 base = base or rate
+                if served is not plain:
+                    record(f"small CNN served in process, {args.device}, concurrency {c}", f"dynamic batching, {name}",
+                           rate, "req/s", "the same model without batching", base, higher_is_better=True)
                 p50, p99 = (float(np.percentile(lat, q)) * 1e3 for q in (50, 99))
                 within = "yes" if p99 <= bound else "no"
                 batched_row = served is not plain

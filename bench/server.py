@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import record
 
 from twinpipe.pipelines import asset_path
 
@@ -325,7 +326,16 @@ def main() -> None:
                             vs_hand = f"{rate / hand_rate:.2f}" if hand_rate and who != "floor" else ""
                             print(f"| {name} | {c} | {rate:.0f} ({spread}) | {p50:.2f} | {p99:.2f} | {rate / base:.2f} | {vs_hand} |",
                                   flush=True)
-                            if model == "identity" and who == "twinpipe":
+                            if who != "twinpipe":
+                                continue
+                            task = f"gRPC {model}, concurrency {c} ({'perf_analyzer' if use_pa else 'aio client'})"
+                            record(task, f"twinpipe serve: {label}", rate, "req/s", f"floor: bare grpc.aio {model} echo",
+                                   base, higher_is_better=True)
+                            if hand_rate:
+                                record(task, f"twinpipe serve: {label}", rate, "req/s",
+                                       "hand-written grpc.aio server, same ops and CNN per request", hand_rate,
+                                       higher_is_better=True)
+                            if model == "identity":
                                 ratios[c] = rate / base
             finally:
                 stop(floor)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE",
                         help="images to classify (default: fresh shapes for classify, the shipped photos for other models)")
-    parser.add_argument("--url", default="localhost:8001", help="the server's gRPC address (default localhost:8001)")
+    port = os.environ.get("TWINPIPE_GRPC_PORT", "8001")
+    parser.add_argument("--url", default=f"localhost:{port}",
+                        help="the server's gRPC address (default localhost:$TWINPIPE_GRPC_PORT, else localhost:8001)")
     parser.add_argument("--model", default="classify", help="the pipeline or model to ask (default classify)")
     parser.add_argument("--count", type=int, default=6, help="how many shapes to draw when no file is given (default 6)")
     parser.add_argument("--seed", type=int, default=None, help="the shapes' seed (default: fresh)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -190,9 +191,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from ._serve import serve
 
-    return asyncio.run(serve(args.repository, host=args.host, grpc_port=args.grpc_port,
-                             metrics_port=None if args.metrics_port < 0 else args.metrics_port, grace_s=args.grace,
+    grpc_port = _env_port("TWINPIPE_GRPC_PORT", 8001) if args.grpc_port is None else args.grpc_port
+    metrics_port = _env_port("TWINPIPE_METRICS_PORT", 8002) if args.metrics_port is None else args.metrics_port
+    return asyncio.run(serve(args.repository, host=args.host, grpc_port=grpc_port,
+                             metrics_port=None if metrics_port < 0 else metrics_port, grace_s=args.grace,
                              max_inflight=args.max_inflight, max_message_mb=args.max_message_mb))
+
+
+def _env_port(name: str, default: int) -> int:
+    """A port's default from the environment (containers, test harnesses), checked like the flag."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"twinpipe serve: ${name} must be a port number, got {value!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -251,8 +265,10 @@ def _parser() -> argparse.ArgumentParser:
                                    "gRPC, with Prometheus metrics; without --repository, the shipped default repository.")
     p.add_argument("--repository", "-r", help="the repository folder (default: the shipped pipelines and model)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0 picks a free one)")
-    p.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002; 0 picks one; -1 turns it off)")
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="gRPC port (default $TWINPIPE_GRPC_PORT, else 8001; 0 picks a free one)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="metrics port (default $TWINPIPE_METRICS_PORT, else 8002; 0 picks one; -1 turns it off)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds requests in flight get at shutdown (default 10)")
     p.add_argument("--max-inflight", type=int, default=1024, help="requests in flight before new ones are refused (default 1024)")
     p.add_argument("--max-message-mb", type=int, default=256, help="largest gRPC message in MiB (default 256)")

@@ -13,6 +13,8 @@ from types import ModuleType
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[2]
+
 DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
              "FP16", "FP32", "FP64", "BF16", "BYTES")
 
@@ -57,6 +59,18 @@ steps:
   soft: {op: classify.softmax, inputs: {logits: net.logits}}
   top: {op: classify.topk, inputs: {scores: soft.probs}, params: {k: 3}}
 """
+
+
+def find_perf_analyzer() -> Path:
+    """The perf_analyzer wrapper: $TWINPIPE_PERF_ANALYZER, else ``shared/tools/perf-analyzer`` beside
+    the checkout or one of its parents (a clean clone may live elsewhere), else the workplace's."""
+    if "TWINPIPE_PERF_ANALYZER" in os.environ:
+        return Path(os.environ["TWINPIPE_PERF_ANALYZER"])
+    for folder in ROOT.parents:
+        candidate = folder / "shared" / "tools" / "perf-analyzer"
+        if candidate.is_file():
+            return candidate
+    return Path("/work/shared/tools/perf-analyzer")
 
 
 def small_cnn() -> torch.nn.Module:

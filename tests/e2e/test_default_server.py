@@ -19,24 +19,12 @@ import tritonclient.grpc as tg
 
 from twinpipe.pipelines import asset_path
 
-from ._server import Server, load_example
+from ._server import Server, find_perf_analyzer, load_example
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _find_perf_analyzer() -> Path:
-    """The perf_analyzer wrapper: $TWINPIPE_PERF_ANALYZER, else ``shared/tools/perf-analyzer`` beside
-    the checkout or one of its parents (a clean clone may live elsewhere), else the workplace's."""
-    if "TWINPIPE_PERF_ANALYZER" in os.environ:
-        return Path(os.environ["TWINPIPE_PERF_ANALYZER"])
-    for folder in ROOT.parents:
-        candidate = folder / "shared" / "tools" / "perf-analyzer"
-        if candidate.is_file():
-            return candidate
-    return Path("/work/shared/tools/perf-analyzer")
-
-
-PERF_ANALYZER = _find_perf_analyzer()
+PERF_ANALYZER = find_perf_analyzer()
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +104,37 @@ def test_perf_analyzer_measures_a_pipeline_on_a_real_jpeg(server: Server, tmp_pa
     data.write_text(json.dumps({"data": [{"image": {"b64": jpeg, "shape": [1]}}]}))  # one JPEG per batch row
     _check(_perf_analyzer("-m", "classify_color", "-u", server.grpc, "-i", "grpc", "--input-data", str(data),
                           "-b", "2", "--concurrency-range", "1:2", "--measurement-interval", "1000"))
+
+
+def test_the_default_ports_come_from_the_environment_when_set(tmp_path: Path) -> None:
+    """``make run`` takes no flags: $TWINPIPE_GRPC_PORT / $TWINPIPE_METRICS_PORT move the server, and
+    the shipped client follows $TWINPIPE_GRPC_PORT; a bad value is an error naming the variable."""
+    ports = [_free_port(), _free_port()]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TWINPIPE_GRPC_PORT": str(ports[0]), "TWINPIPE_METRICS_PORT": str(ports[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "twinpipe.runtime.cli", "serve", "--host", "127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("twinpipe: listening"):
+                break
+        assert lines and lines[-1].strip() == f"twinpipe: listening grpc=127.0.0.1:{ports[0]} metrics=http://127.0.0.1:{ports[1]}/metrics", lines
+        out = subprocess.run([sys.executable, str(ROOT / "examples" / "client.py"), "--count", "2"], capture_output=True,
+                             text=True, env=env, timeout=120)
+        assert out.returncode == 0 and out.stdout.count("shape ") == 2, out.stdout + out.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    bad = subprocess.run([sys.executable, "-m", "twinpipe.runtime.cli", "serve"], capture_output=True, text=True,
+                         env={**env, "TWINPIPE_GRPC_PORT": "eighty"}, timeout=120)
+    assert bad.returncode != 0 and "$TWINPIPE_GRPC_PORT must be a port number, got 'eighty'" in bad.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
