@@ -77,7 +77,8 @@ class EngineContext(StepContext):  # type: ignore[misc]  # (mypy sees twinpipe.d
                 deadline = time.monotonic() + min(limit) if limit else None
                 child = EngineContext(engine, self.loop, pipeline=servable.name, request_id=self.request_id,
                                       parameters=self.parameters, deadline=deadline, depth=self.depth + 1)
-            response = await engine.submit(servable, inputs, request_id=self.request_id, parameters=parameters, ctx=child)
+            response = await engine.submit(servable, inputs, request_id=self.request_id, parameters=parameters, ctx=child,
+                                           nested=True)
         except EngineError as e:
             raise CalleeError(name, e) from None
         return response.outputs

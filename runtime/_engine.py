@@ -273,13 +273,15 @@ class Engine:
 
     def submit(self, servable: Servable, inputs: Mapping[str, Any], *, request_id: str = "",
                parameters: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
-               ctx: StepContext | None = None) -> Awaitable[InferResponse]:
+               ctx: StepContext | None = None, nested: bool = False) -> Awaitable[InferResponse]:
         """:meth:`infer_async` for a servable already looked up with :meth:`get` (what frontends
         call: they answer NOT_FOUND before they decode a request's tensors). Call it on a running
         event loop and await what it returns. ``ctx``: the context a pipeline's python steps get
-        (default: one made from the request)."""
+        (default: one made from the request). ``nested``: a call made by a request already
+        admitted (a python step's ``ctx.infer``): never refused for ``max_inflight`` or shutdown,
+        which would fail the request that holds the slot."""
         loop = asyncio.get_running_loop()
-        work = self._infer(servable, inputs, request_id, parameters, outputs, ctx)
+        work = self._infer(servable, inputs, request_id, parameters, outputs, ctx, nested)
         if self._loop is not loop:
             if self._loop is None or (self._loop_thread is None and not self._loop.is_running()):
                 self._loop = loop  # the first loop to call (a finished one is replaced: asyncio.run per test)
@@ -331,9 +333,7 @@ class Engine:
         """Run a request for a model that :attr:`Servable.runs_here` on this (non-loop) thread:
         what a sync python step's ``ctx.infer`` does for such a model, saving two thread hops.
         Its statistics are counted on the engine's loop afterwards (it is not in the in-flight
-        gauge: it takes under ``INLINE_BELOW_S``)."""
-        if self.closing:
-            raise UnavailableError("the server is shutting down")
+        gauge: it takes under ``INLINE_BELOW_S``; like any nested call it is not refused at shutdown)."""
         start, rows, reason = time.perf_counter(), 0, ""
         try:
             try:
@@ -396,9 +396,9 @@ class Engine:
 
     async def _infer(self, servable: Servable, inputs: Mapping[str, Any], request_id: str,
                      parameters: Mapping[str, Any] | None, outputs: Sequence[str] | None,
-                     ctx: StepContext | None = None) -> InferResponse:
+                     ctx: StepContext | None = None, nested: bool = False) -> InferResponse:
         start = time.perf_counter()
-        if self.closing or self._inflight >= self.max_inflight:
+        if (self.closing or self._inflight >= self.max_inflight) and not nested:
             self._refuse(servable)
         self._inflight += 1  # (admission and release inline: this is the hot path)
         metrics = self.metrics

@@ -293,3 +293,22 @@ def test_a_streaming_pipeline_with_batching_is_refused_at_load(tmp_path: Path) -
                                       "streams are not batched: remove batching:")
     finally:
         engine.close()
+
+
+def test_a_steps_own_calls_are_not_refused_by_the_inflight_limit(engine: Engine) -> None:
+    """max_inflight bounds client requests; a step's ctx.infer belongs to a request already admitted
+    (refusing it would fail the very request that holds the slot)."""
+    tight = Engine(engine.pipelines_root, max_inflight=1)
+    try:
+        for pipeline in ("twice", "twice_async"):
+            np.testing.assert_array_equal(tight.infer(pipeline, {"x": (x := _x())}).outputs["y"], x * 2)
+
+        async def two() -> list[Any]:
+            return list(await asyncio.gather(*(tight.infer_async("twice", {"x": _x()}) for _ in range(2)),
+                                             return_exceptions=True))
+
+        answers = asyncio.run(two())
+        refused = [a for a in answers if isinstance(a, Exception)]
+        assert len(refused) == 1 and "too many requests in flight (1, max_inflight)" in str(refused[0])
+    finally:
+        tight.close()
