@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from ._datatypes import dtype_of
 from ._executor import Executor, RunStats, Seed
 from ._load import load_spec
 from ._plan import Mode, Plan
-from ._resolved import ResolvedStep, TensorType, ValidPipeline, op_step_fn
+from ._resolved import ModelInfo, ResolvedStep, TensorType, ValidPipeline, op_step_fn
 from ._spec import PipelineSpec
 from ._validate import validate
 
@@ -87,6 +87,13 @@ class _FileSource:
 
     def load(self) -> ValidPipeline:
         return validate(load_spec(self.path), models=self.models, search_paths=self.search_paths)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the models' declarations travel, not the loaded models: a TorchScript module cannot be
+        # pickled (spawn workers), and a DataLoader's transform has no model step to run
+        models = None if self.models is None else {
+            name: replace(info, fn=None) if isinstance(info, ModelInfo) else info for name, info in self.models.items()}
+        return (_FileSource, (self.path, models, self.search_paths))
 
 
 @dataclass(frozen=True)

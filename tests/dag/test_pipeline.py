@@ -178,3 +178,19 @@ def test_run_async(tmp_path: Path) -> None:
     pipe = load_pipeline(_write(tmp_path, "pre", PRE))
     out = asyncio.run(pipe.run_async({"image": _jpeg("astronaut.jpg")}))
     np.testing.assert_array_equal(out["pixels"], _expected_pixels(_jpeg("astronaut.jpg")))
+
+
+def test_a_pipeline_loaded_with_running_models_pickles_with_their_declarations_only() -> None:
+    """Spawn workers pickle the transform: a loaded model (here a lambda; a TorchScript module in
+    life) must not travel, and the cut pipeline must come back whole."""
+    from twinpipe.models import load_repository
+    from twinpipe.pipelines import models_dir
+
+    infos = load_repository(models_dir()).model_infos()
+    assert infos["shapes_net"].fn is not None
+    with pytest.raises(RuntimeError, match="serialize"):  # what made spawn workers fail
+        pickle.dumps(infos["shapes_net"].fn)
+    pre = load_pipeline("classify", models=infos).select(outputs=["pre.tensor"])
+    again = pickle.loads(pickle.dumps(pre))
+    jpeg = asset_path("coffee.jpg").read_bytes()
+    np.testing.assert_array_equal(np.asarray(again(image=jpeg)["pre.tensor"]), np.asarray(pre(image=jpeg)["pre.tensor"]))
