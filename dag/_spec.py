@@ -79,6 +79,10 @@ class PipelineError(Exception):
         head = f"{n} error{'s' if n != 1 else ''} in pipeline"
         super().__init__(head + ":\n" + "\n".join(f"  {d}" for d in self.diagnostics))
 
+    def __reduce__(self) -> tuple[type[PipelineError], tuple[list[Diagnostic]]]:
+        # raised in a DataLoader or multiprocessing worker, it must cross back to the parent whole
+        return (PipelineError, (self.diagnostics,))
+
 
 @dataclass(frozen=True)
 class TensorRef:

@@ -70,9 +70,13 @@ class GrpcFrontend:
                    ("grpc.max_send_message_length", self.max_message_bytes), ("grpc.so_reuseport", 0)]
         server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers((self._service(), self._health()))
-        self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        wanted = self.port
+        try:  # grpcio raises RuntimeError for a port it cannot bind (older versions returned 0)
+            self.port = server.add_insecure_port(f"{self.host}:{wanted}")
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.host}:{self.port}")
+            raise OSError(f"cannot listen for gRPC on {self.host}:{wanted} (is the port in use?)")
         await server.start()
         self.server = server
         return self.port

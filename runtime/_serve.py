@@ -25,8 +25,13 @@ async def serve(repository: str | Path | None = None, *, host: str = "0.0.0.0", 
     metrics = Metrics() if metrics_port is not None else None
     engine = Engine(repository, max_inflight=max_inflight, metrics=metrics)
     frontend = GrpcFrontend(engine, host=host, port=grpc_port, max_message_bytes=max_message_mb << 20)
-    port = await frontend.start()
-    scrape = await metrics.serve(host, metrics_port) if metrics is not None and metrics_port is not None else None
+    try:
+        port = await frontend.start()
+        scrape = await metrics.serve(host, metrics_port) if metrics is not None and metrics_port is not None else None
+    except BaseException:
+        await frontend.stop(0)  # a metrics port in use must not leave the gRPC server half open
+        engine.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -291,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, OpError) as e:
         print(f"twinpipe {args.command}: {e}", file=sys.stderr)
     except OSError as e:
-        print(f"twinpipe {args.command}: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"twinpipe {args.command}: {where}{e.strerror or e}", file=sys.stderr)
     return 1
 
 

@@ -194,3 +194,14 @@ def test_a_pipeline_loaded_with_running_models_pickles_with_their_declarations_o
     again = pickle.loads(pickle.dumps(pre))
     jpeg = asset_path("coffee.jpg").read_bytes()
     np.testing.assert_array_equal(np.asarray(again(image=jpeg)["pre.tensor"]), np.asarray(pre(image=jpeg)["pre.tensor"]))
+
+
+def test_a_pipeline_error_crosses_process_boundaries_whole(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ninputs: {x: {datatype: FP32, shape: [-1]}}\noutputs: {y: {datatype: FP32, shape: [-1], from: s.y}}\n"
+                   "steps:\n  s: {op: image.flipp, inputs: {image: x}}\n")
+    with pytest.raises(PipelineError) as info:
+        load_pipeline(bad)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value) and again.diagnostics == info.value.diagnostics
+    assert "image.flipp" in str(again)
