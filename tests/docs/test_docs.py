@@ -35,7 +35,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: one document per interpreter
-from tests.e2e._server import find_perf_analyzer
+from tests.e2e._server import find_perf_analyzer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -68,12 +67,6 @@ def blocks(text: str) -> list[Block]:
             for m in FENCE.finditer(text)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _perf_analyzer_bin(scratch: Path) -> Path | None:
     """A folder holding ``perf_analyzer`` (the wrapper, installed and working), or None."""
     wrapper = find_perf_analyzer()
@@ -93,7 +86,7 @@ class Reader:
 
     def __init__(self, doc: Path, scratch: Path) -> None:
         self.doc, self.scratch = doc, scratch
-        self.ports = {str(p): str(_free_port()) for p in (8000, 8001, 8002)}
+        self.ports = {str(p): str(free_port()) for p in (8000, 8001, 8002)}
         self.namespace: dict[str, object] = {"__name__": "__doc_test__"}
         self.loop = asyncio.new_event_loop()
         self.background: list[tuple[Block, subprocess.Popen[str]]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +60,13 @@ steps:
   soft: {op: classify.softmax, inputs: {logits: net.logits}}
   top: {op: classify.topk, inputs: {scores: soft.probs}, params: {k: 3}}
 """
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def find_perf_analyzer() -> Path:
