@@ -131,3 +131,18 @@ def test_the_default_ports_come_from_the_environment_when_set(tmp_path: Path) ->
                          env={**env, "TWINPIPE_GRPC_PORT": "eighty"}, timeout=120)
     assert bad.returncode != 0 and "$TWINPIPE_GRPC_PORT must be a port number, got 'eighty'" in bad.stderr
 
+
+
+def test_a_port_in_use_is_a_message_not_a_traceback() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for flag, other in (("--grpc-port", "--metrics-port"), ("--metrics-port", "--grpc-port")):
+            run = subprocess.run([sys.executable, "-m", "twinpipe.runtime.cli", "serve", "--host", "127.0.0.1", flag, str(port),
+                                  other, "0"], capture_output=True, text=True, timeout=120)
+            assert run.returncode == 1, run.stderr
+            assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
+            assert str(port) in run.stderr and ": :" not in run.stderr, run.stderr
