@@ -1,4 +1,4 @@
-"""The gRPC server under load: ``twinpipe serve`` against the floor, driven by perf_analyzer.
+"""The server under load, over gRPC and HTTP: ``twinpipe serve`` against the floors, driven by perf_analyzer.
 
 Four servers' answers, measured in one run with the same load generator:
 
@@ -13,6 +13,13 @@ Four servers' answers, measured in one run with the same load generator:
   ModelInfer decodes the raw inputs and echoes them back as raw outputs, for ``identity`` (FP32) and
   ``classify`` (the JPEG's bytes). What any Python gRPC server pays per request; twinpipe's ratio
   to it is what twinpipe itself adds.
+
+Over HTTP/REST (KServe v2 with the binary-data extension), ``identity`` again, with tensors sent
+and answered as binary data and as JSON (``--input-tensor-format`` / ``--output-tensor-format``),
+against **the HTTP floor** — ``bench/_http_floor.py``: a bare aiohttp server (the same low-level
+aiohttp server, Python and json module as twinpipe's HTTP frontend) whose infer handler parses the
+JSON header, takes the tensor from the binary data or JSON ``data`` and echoes it in the format
+asked. Target: identity over HTTP ≥ 70% of the HTTP floor in each format and concurrency.
 
 Each measurement is Triton's ``perf_analyzer`` (C++, closed loop, sync calls: ``concurrency``
 requests in flight) for ``--seconds`` (three windows, stability check off so every one takes the
@@ -48,6 +55,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,8 +130,8 @@ def build_repository(root: Path) -> Path:
     return root
 
 
-def start(args: list[str], ready: str, profile: Path | None) -> tuple[subprocess.Popen[str], str]:
-    """A server subprocess, once it prints its ``ready`` line (``... grpc=HOST:PORT``); its address."""
+def start(args: list[str], ready: str, profile: Path | None) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """A server subprocess, once it prints its ``ready`` line (``... grpc=HOST:PORT http=...``); its addresses by kind."""
     if profile is not None:  # grpc.aio runs every handler on the main thread, which cProfile sees
         args = ["-m", "cProfile", "-o", str(profile), *args]
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -133,7 +141,7 @@ def start(args: list[str], ready: str, profile: Path | None) -> tuple[subprocess
     while line := proc.stdout.readline():
         lines.append(line)
         if line.startswith(ready):
-            return proc, next(f.split("=", 1)[1] for f in line.split() if f.startswith("grpc="))
+            return proc, dict(f.split("=", 1) for f in line.split() if "=" in f)
     stop(proc)
     raise RuntimeError(f"{' '.join(args)} did not start:\n{''.join(lines)}")
 
@@ -202,13 +210,15 @@ def perf_analyzer_works() -> bool:
     return probe.returncode == 0 and "perf analyzer" in (probe.stdout + probe.stderr).lower()
 
 
-def perf_analyzer(url: str, model: str, concurrency: int, seconds: float, data: Path, work: Path) -> Row:
+def perf_analyzer(url: str, model: str, concurrency: int, seconds: float, data: Path, work: Path, fmt: str | None = None) -> Row:
+    """One measurement; ``fmt`` (binary or json): over HTTP, tensors in that format both ways."""
     out = work / f"{model}-{concurrency}-{time.monotonic_ns()}.csv"
     window_ms = max(int(seconds * 1000 / 3), 200)
     inputs = ["--shape", f"x:{FLOAT_COUNT}"] if model == "identity" else ["--input-data", str(data)]
+    protocol = ["-i", "grpc"] if fmt is None else ["-i", "http", "--input-tensor-format", fmt, "--output-tensor-format", fmt]
     # -x 1: without a version perf_analyzer looks for the one that ran in the server's statistics, and
     # the floor keeps none; -s 1000: three windows, whatever their spread
-    cmd = [str(PERF_ANALYZER), "-m", model, "-x", "1", "-u", url, "-i", "grpc", *inputs,
+    cmd = [str(PERF_ANALYZER), "-m", model, "-x", "1", "-u", url, *protocol, *inputs,
            "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-interval", str(window_ms),
            "-s", "1000", "-f", str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 10 + 120)
@@ -219,25 +229,33 @@ def perf_analyzer(url: str, model: str, concurrency: int, seconds: float, data: 
     return float(row["Inferences/Second"]), float(row["p50 latency"]) / 1e3, float(row["p99 latency"]) / 1e3
 
 
-async def _aio_load(url: str, model: str, concurrency: int, seconds: float) -> Row:
+async def _aio_load(url: str, model: str, concurrency: int, seconds: float, fmt: str | None = None) -> Row:
     """The fallback: ``concurrency`` closed-loop asyncio clients in this process."""
     import tritonclient.grpc.aio as tca
+    import tritonclient.http.aio as tha
 
-    client = tca.InferenceServerClient(url)
-    if model == "identity":
+    if fmt is not None:  # HTTP: identity only
+        client: Any = tha.InferenceServerClient(url)
+        inp = tha.InferInput("x", [FLOAT_COUNT], "FP32")
+        inp.set_data_from_numpy(np.random.default_rng(0).standard_normal(FLOAT_COUNT).astype(np.float32),
+                                binary_data=fmt == "binary")
+        outputs = [tha.InferRequestedOutput("y", binary_data=fmt == "binary")]
+    elif model == "identity":
+        client, outputs = tca.InferenceServerClient(url), None
         inp = tca.InferInput("x", [FLOAT_COUNT], "FP32")
         inp.set_data_from_numpy(np.random.default_rng(0).standard_normal(FLOAT_COUNT).astype(np.float32))
     else:
+        client, outputs = tca.InferenceServerClient(url), None
         inp = tca.InferInput("image", [1], "BYTES")
         inp.set_data_from_numpy(np.array([jpeg()], dtype=object))
     latencies: list[float] = []
     for _ in range(20):
-        await client.infer(model, [inp])
+        await client.infer(model, [inp], outputs=outputs)
     t_end = time.perf_counter() + seconds
 
     async def one() -> None:
         while (t0 := time.perf_counter()) < t_end:
-            await client.infer(model, [inp])
+            await client.infer(model, [inp], outputs=outputs)
             latencies.append(time.perf_counter() - t0)
 
     start_t = time.perf_counter()
@@ -248,10 +266,53 @@ async def _aio_load(url: str, model: str, concurrency: int, seconds: float) -> R
     return len(latencies) / took, p50, p99
 
 
-def measure(url: str, model: str, concurrency: int, seconds: float, data: Path, work: Path, use_pa: bool) -> Row:
+def measure(url: str, model: str, concurrency: int, seconds: float, data: Path, work: Path, use_pa: bool,
+            fmt: str | None = None) -> Row:
     if use_pa:
-        return perf_analyzer(url, model, concurrency, seconds, data, work)
-    return asyncio.run(_aio_load(url, model, concurrency, seconds))
+        return perf_analyzer(url, model, concurrency, seconds, data, work, fmt)
+    return asyncio.run(_aio_load(url, model, concurrency, seconds, fmt))
+
+
+def check_http(url: str) -> None:
+    """Warm-up requests over HTTP, binary and JSON, each answer checked."""
+    import tritonclient.http as th
+
+    client = th.InferenceServerClient(url)
+    x = np.random.default_rng(int.from_bytes(os.urandom(4), "little")).standard_normal(FLOAT_COUNT).astype(np.float32)
+    for k in range(20):
+        inp = th.InferInput("x", [FLOAT_COUNT], "FP32")
+        inp.set_data_from_numpy(x, binary_data=k % 2 == 0)
+        out = client.infer("identity", [inp], outputs=[th.InferRequestedOutput("y", binary_data=k % 2 == 1)])
+        assert np.array_equal(out.as_numpy("y"), x), "identity did not echo its input over HTTP"
+    client.close()
+
+
+def http_rows(url: str, floor_url: str, args: argparse.Namespace, work: Path, use_pa: bool, grpc_rates: dict[int, float]) -> dict[str, float]:
+    """The HTTP rows: identity in binary and JSON against the HTTP floor; returns the ratios."""
+    print(f"\n## HTTP/REST: twinpipe vs a bare aiohttp echo server (the HTTP floor); identity, {FLOAT_COUNT} FP32; "
+          f"load: {'perf_analyzer -i http' if use_pa else 'FALLBACK: tritonclient.http.aio in process'}\n")
+    print("| target | tensors | concurrency | req/s (range over rounds) | p50 ms | p99 ms | ratio to the HTTP floor | ratio to twinpipe gRPC |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    ratios: dict[str, float] = {}
+    for fmt in ("binary", "json"):
+        for c in args.concurrency:
+            runs: dict[str, list[Row]] = {"floor": [], "twinpipe": []}
+            for _ in range(args.rounds):
+                for who, at in (("floor", floor_url), ("twinpipe", url)):
+                    runs[who].append(measure(at, "identity", c, args.seconds, work, work, use_pa, fmt))
+            base = _median(runs["floor"])[0]
+            for who in ("floor", "twinpipe"):
+                rate, p50, p99 = _median(runs[who])
+                spread = f"{min(r[0] for r in runs[who]):.0f}–{max(r[0] for r in runs[who]):.0f}"
+                vs_grpc = f"{rate / grpc_rates[c]:.2f}" if who == "twinpipe" and grpc_rates.get(c) else ""
+                name = "HTTP floor: identity echo (aiohttp)" if who == "floor" else "twinpipe: identity over HTTP"
+                print(f"| {name} | {fmt} | {c} | {rate:.0f} ({spread}) | {p50:.2f} | {p99:.2f} | {rate / base:.2f} | {vs_grpc} |", flush=True)
+            rate = _median(runs["twinpipe"])[0]
+            task = f"HTTP identity, {fmt} tensors, concurrency {c} ({'perf_analyzer' if use_pa else 'aio client'})"
+            record(task, "twinpipe serve: identity (TorchScript, 1024 FP32) over HTTP", rate, "req/s",
+                   "HTTP floor: bare aiohttp identity echo", base, higher_is_better=True)
+            ratios[f"{fmt} at {c}"] = rate / base
+    return ratios
 
 
 def _median(rows: list[Row]) -> Row:
@@ -277,6 +338,7 @@ def main() -> None:
     prof: Path | None = args.profile
     if prof is not None:
         prof.mkdir(parents=True, exist_ok=True)
+    http_ratios: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         repo = build_repository(work / "repo")
@@ -284,14 +346,17 @@ def main() -> None:
         data = work / "classify.json"  # perf_analyzer sends b64 BYTES as given: already length-prefixed
         data.write_text(json.dumps({"data": [{"image": {"b64": base64.b64encode(struct.pack("<I", len(photo)) + photo).decode(),
                                                         "shape": [1]}}]}))
-        ours, url = start(["-m", "twinpipe.runtime.cli", "serve", "--repository", str(repo), "--host", "127.0.0.1",
-                           "--grpc-port", "0", "--metrics-port", "-1"], "twinpipe: listening ",
-                          prof / "twinpipe.prof" if prof else None)
+        serve_args = ["-m", "twinpipe.runtime.cli", "serve", "--repository", str(repo), "--host", "127.0.0.1",
+                      "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1"]
+        ours, ours_at = start(serve_args, "twinpipe: listening ", prof / "twinpipe.prof" if prof else None)
+        url, http_url = ours_at["grpc"], ours_at["http"]
         try:
-            floor, floor_url = start([str(Path(__file__).with_name("_floor.py"))], "floor: listening ",
-                                     prof / "floor.prof" if prof else None)
-            hand, hand_url = start([str(Path(__file__).with_name("_handwritten.py")), "--model", str(repo / "cnn" / "1" / "model.pt")],
-                                   "handwritten: listening ", None)
+            floor, floor_at = start([str(Path(__file__).with_name("_floor.py"))], "floor: listening ",
+                                    prof / "floor.prof" if prof else None)
+            hand, hand_at = start([str(Path(__file__).with_name("_handwritten.py")), "--model", str(repo / "cnn" / "1" / "model.pt")],
+                                  "handwritten: listening ", None)
+            http_floor, http_floor_at = start([str(Path(__file__).with_name("_http_floor.py"))], "http-floor: listening ", None)
+            floor_url, hand_url = floor_at["grpc"], hand_at["grpc"]
             try:
                 check(url, floor=False)
                 check(floor_url, floor=True)
@@ -304,6 +369,7 @@ def main() -> None:
                 print("| target | concurrency | req/s (range over rounds) | p50 ms | p99 ms | ratio to the floor | ratio to hand-written |")
                 print("|---|---:|---:|---:|---:|---:|---:|")
                 ratios: dict[int, float] = {}
+                grpc_rates: dict[int, float] = {}
                 for model, label in (("identity", "identity (TorchScript, 1024 FP32)"),
                                      ("classify", "classify pipeline (JPEG → top-5)")):
                     servers = [("floor", floor_url), ("twinpipe", url)] + ([("hand", hand_url)] if model == "classify" else [])
@@ -337,14 +403,24 @@ def main() -> None:
                                        higher_is_better=True)
                             if model == "identity":
                                 ratios[c] = rate / base
+                                grpc_rates[c] = rate
+                if not prof:  # (the HTTP rows are not profiled)
+                    check_http(http_url)
+                    check_http(http_floor_at["http"])
+                    http_ratios = http_rows(http_url, http_floor_at["http"], args, work, use_pa, grpc_rates)
             finally:
                 stop(floor)
                 stop(hand)
+                stop(http_floor)
         finally:
             stop(ours)
     met = all(r >= TARGET for r in ratios.values())
     detail = ", ".join(f"{r:.0%} at {c}" for c, r in ratios.items())
     print(f"\nidentity ≥ {TARGET:.0%} of the floor's throughput at each concurrency: {'yes' if met else 'no'} ({detail})")
+    if http_ratios:
+        met = all(r >= TARGET for r in http_ratios.values())
+        detail = ", ".join(f"{r:.0%} {k}" for k, r in http_ratios.items())
+        print(f"identity over HTTP ≥ {TARGET:.0%} of the HTTP floor's throughput: {'yes' if met else 'no'} ({detail})")
     if prof is not None:
         show_profile(prof / "twinpipe.prof", "twinpipe serve (main thread)")
         show_profile(prof / "floor.prof", "the floor (main thread)")

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from twinpipe.dag import DATATYPES, Pipeline, RunStats, StepContext, TensorDecl, dtype_of
+from twinpipe.dag import DATATYPES, Pipeline, RunStats, StepContext, TensorDecl, datatype_of, dtype_of
 
 from ._batcher import BatcherStats, BatchingPolicy, DynamicBatcher
 from ._instances import InstancePool
@@ -38,6 +38,16 @@ class InferInputError(ValueError):
     """A request's inputs do not match what the model declares (names the tensor, expected vs given)."""
 
 
+def _wire_name(dtype: np.dtype[Any]) -> str:
+    """A given array's dtype as the client sent it: ``FP32 (float32)``, or NumPy's name alone."""
+    if dtype.kind in "OSU":
+        return "BYTES"
+    try:
+        return f"{datatype_of(dtype)} ({dtype.name})"
+    except KeyError:
+        return dtype.name
+
+
 def check_inputs(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, Any], max_batch_size: int) -> dict[str, Any]:
     """``inputs`` as arrays, checked against ``decls``: names, datatypes, ranks and fixed
     dimensions, and (when ``max_batch_size > 0``) one batch size within the limit."""
@@ -49,7 +59,7 @@ def check_inputs(name: str, decls: tuple[TensorDecl, ...], inputs: Mapping[str, 
             _names_error(name, decls, inputs)
         arr = x if type(x) is np.ndarray else np.asarray(x)
         if arr.dtype != _DTYPES[d.datatype] and not (d.datatype == "BYTES" and arr.dtype.kind in "OSU"):
-            given = arr.dtype.name if arr.dtype.kind != "O" else "object (BYTES)"
+            given = _wire_name(arr.dtype)
             raise InferInputError(f"{name}: input {d.name!r} has datatype {d.datatype} ({_DTYPES[d.datatype].name}); given {given}")
         shape = (-1, *d.shape) if max_batch_size > 0 else d.shape
         if arr.ndim != len(shape) or any(s != -1 and s != g for s, g in zip(shape, arr.shape)):

@@ -1,4 +1,4 @@
-"""The runtime: the in-process Engine, the gRPC frontend, metrics and the CLI.
+"""The runtime: the in-process Engine, the HTTP and gRPC frontends, metrics and the CLI.
 
     from twinpipe.runtime import Engine
     engine = Engine("repo/")                       # models (<model>/config.yaml) and pipelines (<name>.yaml)
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         UnavailableError,
     )
     from ._grpc import GrpcFrontend
+    from ._http import HttpFrontend
     from ._metrics import Metrics
     from ._serve import serve
 
@@ -30,7 +31,7 @@ _WHERE = {
     "Engine": "_engine", "InferResponse": "_engine", "ModelState": "_engine",
     "DeadlineError": "_errors", "EngineError": "_errors", "InternalError": "_errors",
     "InvalidArgumentError": "_errors", "NotFoundError": "_errors", "UnavailableError": "_errors",
-    "GrpcFrontend": "_grpc", "Metrics": "_metrics", "serve": "_serve",
+    "GrpcFrontend": "_grpc", "HttpFrontend": "_http", "Metrics": "_metrics", "serve": "_serve",
 }
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "GrpcFrontend",
+    "HttpFrontend",
     "InferResponse",
     "InternalError",
     "InvalidArgumentError",

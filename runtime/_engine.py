@@ -45,6 +45,8 @@ from ._servable import InferResponse, Servable, model_servable, pipeline_servabl
 
 __all__ = ["Engine", "InferResponse", "ModelState"]
 
+#: the KServe v2 / Triton protocol extensions every frontend serves
+EXTENSIONS = ("model_repository", "model_configuration", "statistics", "sequence", "parameters", "schedule_policy")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -211,6 +213,13 @@ class Engine:
                 if name not in self._servables:
                     rows.append(ModelState(name=name, version="", state="UNAVAILABLE", reason=self._failed.get(name, "not loaded")))
         return rows
+
+    def server_metadata(self, extensions: Sequence[str] = ()) -> dict[str, Any]:
+        """The v2 server metadata: name, version, and the extensions a frontend supports (the
+        Engine's own plus ``extensions``)."""
+        from twinpipe import __version__
+
+        return {"name": "twinpipe", "version": __version__, "extensions": [*EXTENSIONS, *extensions]}
 
     @property
     def live(self) -> bool:

@@ -33,8 +33,6 @@ from ._wire import (
 __all__ = ["GRPC_SERVICE", "HEALTH_SERVICE", "GrpcFrontend"]
 
 GRPC_SERVICE = INFERENCE_SERVICE  # the wire names live with the .proto
-EXTENSIONS = ("model_repository", "model_configuration", "statistics", "sequence", "parameters", "schedule_policy")
-_VERSION = "0.1.0"
 
 
 _SCHEDULING = ("sequence_id", "sequence_start", "sequence_end", "priority", "timeout")
@@ -130,7 +128,7 @@ class GrpcFrontend:
         return pb.ModelReadyResponse(ready=self.engine.is_ready(request.name, request.version or None))
 
     async def server_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerMetadataResponse(name="twinpipe", version=_VERSION, extensions=EXTENSIONS)
+        return pb.ServerMetadataResponse(**self.engine.server_metadata())
 
     async def model_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async with _status(context):

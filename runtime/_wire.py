@@ -29,15 +29,21 @@ __all__ = [
     "DATATYPES",
     "RequestOptions",
     "WireError",
+    "bf16_bits",
     "datatype_of",
     "decode_inputs",
     "decode_parameters",
     "dtype_of",
     "encode_outputs",
     "encode_parameters",
+    "output_datatype",
     "parse_sequence",
+    "raw_tensor",
     "request_options",
     "requested_outputs",
+    "shaped",
+    "tensor_bytes",
+    "tensor_size",
     "wants_empty_final",
 ]
 
@@ -114,12 +120,7 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
                 raise WireError(f"input '{name}' uses shared memory ({shm[0]}), which this server does not support; send the data in the request")
         if not name or name in out:
             raise WireError(f"input '{name}' given twice" if name else f"input #{i} has no name")
-        if (shape and min(shape) < 0) or datatype not in DATATYPES:
-            head = _Head(name, datatype, shape)
-            if datatype not in DATATYPES:
-                raise WireError(f"{head}: unknown datatype '{datatype}'; datatypes are: {', '.join(DATATYPES)}")
-            raise WireError(f"{head}: negative dimension in the shape")
-        n = math.prod(shape)  # a Python int: no overflow, compared with the buffer before any allocation
+        n = tensor_size(name, datatype, shape)
         if n_raw:
             if tensor.HasField("contents") and tensor.contents.ListFields():
                 raise WireError(f"{_Head(name, datatype, shape)}: both raw contents and typed contents given; use one")
@@ -131,14 +132,37 @@ def decode_inputs(request: Any) -> dict[str, np.ndarray]:
                 flat = _from_raw(data, datatype, n, _Head(name, datatype, shape))
         else:
             flat = _from_typed(tensor.contents, datatype, n, _Head(name, datatype, shape))
-        try:
-            out[name] = flat.reshape(shape)
-        except ValueError as e:  # e.g. a 0-size shape too large for NumPy, or over 64 dims
-            raise WireError(f"{_Head(name, datatype, shape)}: NumPy cannot hold this shape ({e})") from None
+        out[name] = shaped(flat, name, datatype, shape)
     return out
 
 
-def _from_raw(data: bytes, datatype: str, n: int, head: object) -> np.ndarray:
+def tensor_size(name: str, datatype: str, shape: Sequence[int]) -> int:
+    """The element count of an input tensor's header, after checking its datatype and dims."""
+    if (shape and min(shape) < 0) or datatype not in DATATYPES:
+        head = _Head(name, datatype, shape)
+        if datatype not in DATATYPES:
+            raise WireError(f"{head}: unknown datatype '{datatype}'; datatypes are: {', '.join(DATATYPES)}")
+        raise WireError(f"{head}: negative dimension in the shape")
+    return math.prod(shape)  # a Python int: no overflow, compared with the buffer before any allocation
+
+
+def shaped(flat: np.ndarray, name: str, datatype: str, shape: Sequence[int]) -> np.ndarray:
+    """``flat`` (already the shape's element count) in ``shape``."""
+    try:
+        return flat.reshape(shape)
+    except ValueError as e:  # e.g. a 0-size shape too large for NumPy, or over 64 dims
+        raise WireError(f"{_Head(name, datatype, shape)}: NumPy cannot hold this shape ({e})") from None
+
+
+def raw_tensor(name: str, datatype: str, shape: Sequence[int], data: bytes | memoryview) -> np.ndarray:
+    """One input tensor from its raw bytes (the binary-data layout, as ``raw_input_contents``):
+    a zero-copy read-only view for fixed-size datatypes. Raises :class:`WireError` as
+    :func:`decode_inputs` does."""
+    n = tensor_size(name, datatype, shape)
+    return shaped(_from_raw(data, datatype, n, _Head(name, datatype, shape)), name, datatype, shape)
+
+
+def _from_raw(data: bytes | memoryview, datatype: str, n: int, head: object) -> np.ndarray:
     if datatype == "BYTES":
         return _split_bytes(data, n, head)
     dtype = _LITTLE[datatype]
@@ -152,7 +176,7 @@ def _from_raw(data: bytes, datatype: str, n: int, head: object) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype)
 
 
-def _split_bytes(data: bytes, n: int, head: object) -> np.ndarray:
+def _split_bytes(data: bytes | memoryview, n: int, head: object) -> np.ndarray:
     """``n`` length-prefixed elements, exactly filling ``data``; the loop is bounded by ``len(data)``."""
     items: list[bytes] = []
     off, end = 0, len(data)
@@ -164,7 +188,7 @@ def _split_bytes(data: bytes, n: int, head: object) -> np.ndarray:
         off += 4
         if size > end - off:
             raise WireError(f"{head}: element {k} of {n} claims {size} bytes, only {end - off} remain in the raw contents")
-        items.append(data[off : off + size])
+        items.append(bytes(data[off : off + size]))
         off += size
     if len(items) < n:
         raise WireError(f"{head}: expected {n} length-prefixed elements in the raw contents, given {len(items)}")
@@ -237,12 +261,13 @@ def encode_outputs(
         arr = outputs[name]
         if type(arr) is not np.ndarray:
             arr = np.asarray(arr)
-        datatype = datatypes.get(name) or _datatype_of_array(name, arr)
-        raw.append(_to_raw(name, arr, datatype))
+        datatype = datatypes.get(name) or output_datatype(name, arr)
+        raw.append(tensor_bytes(name, arr, datatype))
         add(name=name, datatype=datatype, shape=arr.shape)
 
 
-def _datatype_of_array(name: str, arr: np.ndarray) -> str:
+def output_datatype(name: str, arr: np.ndarray) -> str:
+    """The KServe datatype of an output array that declares none."""
     if arr.dtype.name == "bfloat16":
         return "BF16"
     if arr.dtype.kind in "SU":
@@ -253,11 +278,12 @@ def _datatype_of_array(name: str, arr: np.ndarray) -> str:
         raise TypeError(f"output '{name}' has dtype {arr.dtype}, which has no KServe datatype") from None
 
 
-def _to_raw(name: str, arr: np.ndarray, datatype: str) -> bytes:
+def tensor_bytes(name: str, arr: np.ndarray, datatype: str) -> bytes:
+    """An output tensor's raw bytes as ``datatype`` (see :func:`encode_outputs` for the casts allowed)."""
     if datatype == "BYTES":
         return _join_bytes(name, arr)
     if datatype == "BF16":
-        return _bf16_bits(name, arr).astype("<u2", copy=False).tobytes()
+        return bf16_bits(name, arr).astype("<u2", copy=False).tobytes()
     if datatype not in DATATYPES:
         raise TypeError(f"output '{name}': unknown datatype '{datatype}'")
     little = _LITTLE[datatype]
@@ -269,7 +295,8 @@ def _to_raw(name: str, arr: np.ndarray, datatype: str) -> bytes:
     return arr.tobytes()
 
 
-def _bf16_bits(name: str, arr: np.ndarray) -> np.ndarray:
+def bf16_bits(name: str, arr: np.ndarray) -> np.ndarray:
+    """An array as bfloat16 bits (``uint16``), rounded to nearest, ties to even."""
     if arr.dtype == np.uint16 or arr.dtype.name == "bfloat16":
         return arr.view(np.uint16) if arr.dtype != np.uint16 else arr
     if arr.dtype.kind != "f":

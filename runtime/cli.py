@@ -6,7 +6,7 @@
     twinpipe ops [NAME] [--json]                      list the ops, or describe one
     twinpipe schema                                   the JSON Schema of pipeline files, for editors
     twinpipe demo [IMAGE] [--out DIR]                 the image ops over a real photo
-    twinpipe serve [--repository DIR] [--grpc-port 8001] [--metrics-port 8002]   the server
+    twinpipe serve [--repository DIR] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]   the server
     twinpipe parity PIPELINE --data DIR_OR_GLOB [--server HOST:PORT]   training path vs serving path, step by step
 
 A user error prints a message and exits with status 1 (2 for a malformed command line); it
@@ -191,9 +191,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from ._serve import serve
 
+    if args.no_http and args.no_grpc:
+        raise UserError("--no-http and --no-grpc: nothing would serve requests; keep one")
+    http_port = _env_port("TWINPIPE_HTTP_PORT", 8000) if args.http_port is None else args.http_port
     grpc_port = _env_port("TWINPIPE_GRPC_PORT", 8001) if args.grpc_port is None else args.grpc_port
     metrics_port = _env_port("TWINPIPE_METRICS_PORT", 8002) if args.metrics_port is None else args.metrics_port
-    return asyncio.run(serve(args.repository, host=args.host, grpc_port=grpc_port,
+    return asyncio.run(serve(args.repository, host=args.host, http_port=None if args.no_http else http_port,
+                             grpc_port=None if args.no_grpc else grpc_port,
                              metrics_port=None if metrics_port < 0 else metrics_port, grace_s=args.grace,
                              max_inflight=args.max_inflight, max_message_mb=args.max_message_mb))
 
@@ -260,18 +264,24 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of pipeline files (for editors)")
     p.set_defaults(fn=_cmd_schema)
 
-    p = sub.add_parser("serve", help="serve a repository of models and pipelines over gRPC (KServe v2, Triton clients)",
+    p = sub.add_parser("serve", help="serve a repository of models and pipelines over HTTP and gRPC (KServe v2, Triton clients)",
                        description="Serve a repository of models (<model>/config.yaml) and pipelines (<name>.yaml) over "
-                                   "gRPC, with Prometheus metrics; without --repository, the shipped default repository.")
+                                   "HTTP/REST and gRPC (KServe v2), with Prometheus metrics; without --repository, the "
+                                   "shipped default repository.")
     p.add_argument("--repository", "-r", help="the repository folder (default: the shipped pipelines and model)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--http-port", type=int, default=None,
+                   help="HTTP port (default $TWINPIPE_HTTP_PORT, else 8000; 0 picks a free one)")
     p.add_argument("--grpc-port", type=int, default=None,
                    help="gRPC port (default $TWINPIPE_GRPC_PORT, else 8001; 0 picks a free one)")
+    p.add_argument("--no-http", action="store_true", help="serve gRPC only")
+    p.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="metrics port (default $TWINPIPE_METRICS_PORT, else 8002; 0 picks one; -1 turns it off)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds requests in flight get at shutdown (default 10)")
     p.add_argument("--max-inflight", type=int, default=1024, help="requests in flight before new ones are refused (default 1024)")
-    p.add_argument("--max-message-mb", type=int, default=256, help="largest gRPC message in MiB (default 256)")
+    p.add_argument("--max-message-mb", type=int, default=256,
+                   help="largest gRPC message or HTTP request body in MiB (default 256)")
     p.set_defaults(fn=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the shipped image ops over a real sample photo")

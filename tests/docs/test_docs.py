@@ -23,7 +23,8 @@ An HTML comment right before a block changes what happens to it:
   suite itself).
 
 The documented ports (8000–8002) are replaced by free ones, so the test never collides with a real
-server; commands that name no port follow ``$TWINPIPE_GRPC_PORT`` / ``$TWINPIPE_METRICS_PORT``. ``perf_analyzer`` is Triton's load generator, put on PATH from ``find_perf_analyzer``;
+server; commands that name no port follow ``$TWINPIPE_HTTP_PORT`` / ``$TWINPIPE_GRPC_PORT`` /
+``$TWINPIPE_METRICS_PORT``. ``perf_analyzer`` is Triton's load generator, put on PATH from ``find_perf_analyzer``;
 where it cannot be installed, blocks calling it are left out and the test reports itself skipped
 after running all the rest.
 """
@@ -95,7 +96,8 @@ class Reader:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
                     "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
                     # commands that name no port (`make run`, the shipped client) follow these
-                    "TWINPIPE_GRPC_PORT": self.ports["8001"], "TWINPIPE_METRICS_PORT": self.ports["8002"],
+                    "TWINPIPE_HTTP_PORT": self.ports["8000"], "TWINPIPE_GRPC_PORT": self.ports["8001"],
+                    "TWINPIPE_METRICS_PORT": self.ports["8002"],
                     # `make` must not reinstall the checkout's venv from the scratch folder
                     "MAKEFLAGS": "-o .venv/.installed"}
         self.perf_bin: Path | bool | None = False  # False: not looked for yet

@@ -8,10 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +37,19 @@ PYTHON_MODELS = {
             "sequence_batching:\n  state: {h: {input: h_in, output: h_out, datatype: FP32, shape: [2], initial: 1}}\n",
             "def build():\n    return lambda x, h: (x + h, x + h)\n"),
 }
+
+# a decoupled model: n → the responses 1..|n|; a negative n fails after two responses
+COUNT_MODEL = ("decoupled: true\ninputs: {n: {datatype: INT32, shape: [1]}}\noutputs: {k: {datatype: INT32, shape: [1]}}\n", """\
+import numpy as np
+def build():
+    def run(n):
+        n = int(n.reshape(-1)[0])
+        for k in range(abs(n)):
+            if n < 0 and k == 2:
+                raise ValueError("cannot count below zero")
+            yield {"k": np.array([k + 1], np.int32)}
+    return run
+""")
 
 CNN_CONFIG = """\
 name: cnn
@@ -117,11 +134,12 @@ def load_example(file: Path, name: str) -> ModuleType:
 
 
 class Server:
-    """``twinpipe serve`` in a subprocess; ``grpc`` and ``metrics`` are ``host:port`` once ready."""
+    """``twinpipe serve`` in a subprocess; ``http``, ``grpc`` and ``metrics`` are ``host:port`` once
+    ready (``http`` or ``grpc`` is "" when that frontend is off)."""
 
     def __init__(self, repository: Path | None, *extra: str) -> None:
-        args = [sys.executable, "-m", "twinpipe.runtime.cli", "serve", "--host", "127.0.0.1", "--grpc-port", "0",
-                "--metrics-port", "0", *extra]
+        args = [sys.executable, "-m", "twinpipe.runtime.cli", "serve", "--host", "127.0.0.1", "--http-port", "0",
+                "--grpc-port", "0", "--metrics-port", "0", *extra]
         if repository is not None:
             args += ["--repository", str(repository)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -135,7 +153,8 @@ class Server:
             self.lines.append(line)
             if line.startswith("twinpipe: listening "):
                 fields = dict(part.split("=", 1) for part in line.split()[2:])
-                self.grpc = fields["grpc"]
+                self.http = fields.get("http", "")
+                self.grpc = fields.get("grpc", "")
                 self.metrics = fields["metrics"]
                 return
         self.stop()
@@ -156,3 +175,26 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def assert_sigterm_lets_it_finish(server: Server, call: Callable[[], Any], answer: Any) -> None:
+    """SIGTERM while ``call`` (a slow request, in a thread) is in flight: it still gets ``answer``,
+    and the server exits 0 saying it stopped."""
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            results.append(call())
+        except Exception as e:  # the assertion below shows it
+            results.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    server.signal()
+    t.join(30)
+    code, log = server.wait()
+    assert code == 0, log
+    assert len(results) == 1 and not isinstance(results[0], Exception), results
+    assert np.array_equal(results[0], answer), results
+    assert "twinpipe: stopped" in log

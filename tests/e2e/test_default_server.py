@@ -35,7 +35,7 @@ def server() -> Iterator[Server]:
 
 
 def test_the_default_repository_serves_its_pipelines_and_model(server: Server) -> None:
-    assert any("listening grpc=" in line for line in server.lines)
+    assert any(line.startswith("twinpipe: listening http=") and " grpc=" in line for line in server.lines)
     assert any("python examples/client.py --url" in line for line in server.lines)  # a ready-to-paste client command
 
 
@@ -107,10 +107,12 @@ def test_perf_analyzer_measures_a_pipeline_on_a_real_jpeg(server: Server, tmp_pa
 
 
 def test_the_default_ports_come_from_the_environment_when_set(tmp_path: Path) -> None:
-    """``make run`` takes no flags: $TWINPIPE_GRPC_PORT / $TWINPIPE_METRICS_PORT move the server, and
-    the shipped client follows $TWINPIPE_GRPC_PORT; a bad value is an error naming the variable."""
-    ports = [free_port(), free_port()]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TWINPIPE_GRPC_PORT": str(ports[0]), "TWINPIPE_METRICS_PORT": str(ports[1])}
+    """``make run`` takes no flags: $TWINPIPE_HTTP_PORT / $TWINPIPE_GRPC_PORT / $TWINPIPE_METRICS_PORT
+    move the server, and the shipped client follows $TWINPIPE_GRPC_PORT; a bad value is an error
+    naming the variable."""
+    ports = [free_port(), free_port(), free_port()]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TWINPIPE_GRPC_PORT": str(ports[0]), "TWINPIPE_METRICS_PORT": str(ports[1]),
+           "TWINPIPE_HTTP_PORT": str(ports[2])}
     proc = subprocess.Popen([sys.executable, "-m", "twinpipe.runtime.cli", "serve", "--host", "127.0.0.1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -120,7 +122,8 @@ def test_the_default_ports_come_from_the_environment_when_set(tmp_path: Path) ->
             lines.append(line)
             if line.startswith("twinpipe: listening"):
                 break
-        assert lines and lines[-1].strip() == f"twinpipe: listening grpc=127.0.0.1:{ports[0]} metrics=http://127.0.0.1:{ports[1]}/metrics", lines
+        assert lines and lines[-1].strip() == (f"twinpipe: listening http=127.0.0.1:{ports[2]} grpc=127.0.0.1:{ports[0]} "
+                                               f"metrics=http://127.0.0.1:{ports[1]}/metrics"), lines
         out = subprocess.run([sys.executable, str(ROOT / "examples" / "client.py"), "--count", "2"], capture_output=True,
                              text=True, env=env, timeout=120)
         assert out.returncode == 0 and out.stdout.count("shape ") == 2, out.stdout + out.stderr
@@ -130,6 +133,9 @@ def test_the_default_ports_come_from_the_environment_when_set(tmp_path: Path) ->
     bad = subprocess.run([sys.executable, "-m", "twinpipe.runtime.cli", "serve"], capture_output=True, text=True,
                          env={**env, "TWINPIPE_GRPC_PORT": "eighty"}, timeout=120)
     assert bad.returncode != 0 and "$TWINPIPE_GRPC_PORT must be a port number, got 'eighty'" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "twinpipe.runtime.cli", "serve"], capture_output=True, text=True,
+                         env={**env, "TWINPIPE_HTTP_PORT": "x"}, timeout=120)
+    assert bad.returncode != 0 and "$TWINPIPE_HTTP_PORT must be a port number, got 'x'" in bad.stderr
 
 
 
@@ -140,9 +146,10 @@ def test_a_port_in_use_is_a_message_not_a_traceback() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        for flag, other in (("--grpc-port", "--metrics-port"), ("--metrics-port", "--grpc-port")):
+        for flag in ("--http-port", "--grpc-port", "--metrics-port"):
+            others = [x for f in ("--http-port", "--grpc-port", "--metrics-port") if f != flag for x in (f, "0")]
             run = subprocess.run([sys.executable, "-m", "twinpipe.runtime.cli", "serve", "--host", "127.0.0.1", flag, str(port),
-                                  other, "0"], capture_output=True, text=True, timeout=120)
+                                  *others], capture_output=True, text=True, timeout=120)
             assert run.returncode == 1, run.stderr
             assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
             assert str(port) in run.stderr and ": :" not in run.stderr, run.stderr

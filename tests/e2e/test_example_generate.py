@@ -5,6 +5,8 @@ generation."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import queue
 import subprocess
@@ -77,13 +79,29 @@ def test_the_stream_holds_one_character_per_response_that_the_counts_allow(serve
     client.close()
 
 
+def _model_calls(client: tg.InferenceServerClient) -> int:
+    return int(client.get_inference_statistics("charlm").model_stats[0].inference_count)
+
+
+def _assert_the_model_calls_stop(client: tg.InferenceServerClient, before: int) -> None:
+    """The generator stops asking the model once it sees its client gone (then closes ``client``)."""
+    deadline = time.monotonic() + 10
+    settled = _model_calls(client)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = _model_calls(client)
+        if now == settled:
+            break
+        settled = now
+    assert _model_calls(client) == settled, "the generation kept calling the model after the client left"
+    assert settled - before < 100_000
+    client.close()
+
+
 def test_a_client_that_leaves_stops_the_generation(server: Server) -> None:
     client = tg.InferenceServerClient(server.grpc)
 
-    def calls() -> int:
-        return int(client.get_inference_statistics("charlm").model_stats[0].inference_count)
-
-    before = calls()
+    before = _model_calls(client)
     answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
     text = tg.InferInput("prompt", [1], "BYTES")
@@ -94,17 +112,7 @@ def test_a_client_that_leaves_stops_the_generation(server: Server) -> None:
     first = [answers.get(timeout=60) for _ in range(5)]
     assert all(e is None for _, e in first)
     client.stop_stream(cancel_requests=True)
-    deadline = time.monotonic() + 10
-    settled = calls()
-    while time.monotonic() < deadline:  # the generator stops asking the model once it sees the client gone
-        time.sleep(0.3)
-        now = calls()
-        if now == settled:
-            break
-        settled = now
-    assert calls() == settled, "the generation kept calling the model after the client left"
-    assert settled - before < 100_000
-    client.close()
+    _assert_the_model_calls_stop(client, before)
 
 
 def test_the_example_client_prints_the_text(server: Server) -> None:
@@ -113,3 +121,42 @@ def test_the_example_client_prints_the_text(server: Server) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("the ") and run.stdout.endswith("\n")
     assert len(run.stdout) - 1 == 4 + 30  # the prompt, 30 generated characters (a newline among them too), the closing newline
+
+
+def _sse(server: Server, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """POST …/generate_stream; each server-sent event's JSON as it arrives."""
+    host, port = server.http.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("POST", "/v2/models/generate/generate_stream", body=json.dumps(body).encode())
+        r = conn.getresponse()
+        assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+        while line := r.readline():
+            if line.startswith(b"data: "):
+                yield json.loads(line[len(b"data: "):])
+    finally:
+        conn.close()
+
+
+def test_the_streaming_pipeline_answers_generate_stream_as_server_sent_events(server: Server) -> None:
+    """Over HTTP, the same prompt and seed give the same characters as over gRPC, one event each."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = np.random.default_rng(seed)
+    prompt, n = _prompt(rng), int(rng.integers(10, 30))
+    events = list(_sse(server, {"prompt": prompt, "max_tokens": n, "parameters": {"seed": seed}}))
+    assert [e["position"] for e in events] == list(range(n))
+    assert all(e["model_name"] == "generate" and len(e["token"]) == 1 for e in events)
+    client = tg.InferenceServerClient(server.grpc)
+    assert "".join(e["token"] for e in events) == "".join(generate(client, prompt, n, seed)), f"seed {seed}"
+    client.close()
+
+
+def test_a_client_that_leaves_the_event_stream_stops_the_generation(server: Server) -> None:
+    client = tg.InferenceServerClient(server.grpc)
+
+    before = _model_calls(client)
+    stream = _sse(server, {"prompt": "the ", "max_tokens": 1_000_000})
+    first = [next(stream) for _ in range(5)]
+    assert [e["position"] for e in first] == list(range(5))
+    stream.close()  # closes the connection
+    _assert_the_model_calls_stop(client, before)

@@ -29,7 +29,7 @@ from twinpipe.ops import classify, image
 from twinpipe.pipelines import asset_path
 from twinpipe.runtime._proto import kserve_pb2
 
-from ._server import DATATYPES, Server, build_repository, small_cnn
+from ._server import DATATYPES, Server, assert_sigterm_lets_it_finish, build_repository, small_cnn
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
@@ -278,24 +278,9 @@ def test_statistics_and_metrics_count_the_requests(client: tg.InferenceServerCli
 
 def test_sigterm_lets_requests_in_flight_finish_then_exits_0(tmp_path: Path) -> None:
     s = Server(build_repository(tmp_path), "--grace", "20")
-    results: list[Any] = []
-
-    def call() -> None:
-        c = tg.InferenceServerClient(s.grpc)
-        try:
-            results.append(c.infer("slow", [_input("x", np.full((1, 1), 1500, np.int32), "INT32")]).as_numpy("y"))
-        except InferenceServerException as e:
-            results.append(e)
-
-    t = threading.Thread(target=call)
-    t.start()
-    time.sleep(0.5)
-    s.signal()
-    t.join(30)
-    code, log = s.wait()
-    assert code == 0, log
-    assert len(results) == 1 and not isinstance(results[0], Exception) and results[0][0, 0] == 1501
-    assert "twinpipe: stopped" in log
+    client = tg.InferenceServerClient(s.grpc)
+    assert_sigterm_lets_it_finish(s, lambda: client.infer("slow", [_input("x", np.full((1, 1), 1500, np.int32), "INT32")]).as_numpy("y"),
+                                  np.array([[1501]], np.int32))
 
 
 def test_a_jpeg_from_disk_survives_the_wire_bit_for_bit(client: tg.InferenceServerClient, tmp_path: Path) -> None:

@@ -18,21 +18,10 @@ import tritonclient.grpc as tg
 import tritonclient.grpc.aio as tga
 from tritonclient.utils import InferenceServerException
 
-from ._server import Server, write_python_models
+from ._server import COUNT_MODEL, Server, write_python_models
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-COUNT = """\
-import numpy as np
-def build():
-    def run(n):
-        n = int(n.reshape(-1)[0])
-        for k in range(abs(n)):
-            if n < 0 and k == 2:
-                raise ValueError("cannot count below zero")
-            yield {"k": np.array([k + 1], np.int32)}
-    return run
-"""
 # yields every 5 ms until closed; its finally leaves a file saying how far it got
 TICKER = """\
 import time
@@ -51,7 +40,7 @@ def build():
     return run
 """
 MODELS = {
-    "count": ("decoupled: true\ninputs: {n: {datatype: INT32, shape: [1]}}\noutputs: {k: {datatype: INT32, shape: [1]}}\n", COUNT),
+    "count": COUNT_MODEL,
     "ticker": ("decoupled: true\ninstances: {count: 2}\ninputs: {x: {datatype: INT32, shape: [1]}}\n"
                "outputs: {t: {datatype: INT32, shape: [1]}}\n", TICKER),
     "plain": ("max_batch_size: 4\ninputs: {x: {datatype: FP32, shape: [2]}}\noutputs: {y: {datatype: FP32, shape: [2]}}\n",

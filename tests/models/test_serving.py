@@ -159,7 +159,7 @@ def test_bad_requests_name_the_tensor_and_what_was_expected(tmp_path: Path) -> N
         cases = [
             ({"pixel": x, "scale": s}, r"unknown input 'pixel'; did you mean 'pixels'\?"),
             ({"pixels": x}, r"missing input\(s\) 'scale'"),
-            ({"pixels": x.astype(np.float64), "scale": s}, r"input 'pixels' has datatype FP32 \(float32\); given float64"),
+            ({"pixels": x.astype(np.float64), "scale": s}, r"input 'pixels' has datatype FP32 \(float32\); given FP64 \(float64\)"),
             ({"pixels": x[:, :, :10], "scale": s}, r"input 'pixels' expects shape \[-1, 3, 12, -1\] \(the first dimension is the batch\); given \[2, 3, 10, 6\]"),
             ({"pixels": x[0], "scale": s}, r"input 'pixels' expects shape \[-1, 3, 12, -1\]"),
             ({"pixels": x, "scale": s[:1]}, r"inputs disagree on the batch size \(first dimension\): \{'pixels': 2, 'scale': 1\}"),

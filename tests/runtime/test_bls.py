@@ -267,7 +267,7 @@ def test_a_sync_step_runs_a_queue_free_model_itself_and_it_is_counted(engine: En
     while successes() < 120 and time.monotonic() < deadline:  # counted on the engine's loop, just after
         time.sleep(0.01)
     assert successes() == 120 and engine.statistics("ident")[0]["inference_count"] == 120
-    with pytest.raises(InternalError, match=r"ctx.infer\('ident'\) failed \(INVALID_ARGUMENT\): .*input 'x' has datatype FP32 \(float32\); given float64"):
+    with pytest.raises(InternalError, match=r"ctx.infer\('ident'\) failed \(INVALID_ARGUMENT\): .*input 'x' has datatype FP32 \(float32\); given FP64 \(float64\)"):
         engine.infer("ident_bad", {"x": x})
     deadline = time.monotonic() + 5
     while engine.statistics("ident")[0]["inference_stats"]["fail"]["count"] < 1 and time.monotonic() < deadline:

@@ -101,7 +101,7 @@ def test_errors_carry_their_status_and_the_engine_keeps_serving(engine: Engine) 
         (lambda: engine.infer("double", {"x": x}, outputs=["y", "y"]), InvalidArgumentError, r"model 'double' version 1: output 'y' requested twice"),
         (lambda: engine.infer("double", {"x": x, "z": x}), InvalidArgumentError, r"unknown input 'z'; its inputs are: x"),
         (lambda: engine.infer("double", {}), InvalidArgumentError, r"missing input\(s\) 'x'"),
-        (lambda: engine.infer("double", {"x": x.astype(np.float64)}), InvalidArgumentError, r"input 'x' has datatype FP32 \(float32\); given float64"),
+        (lambda: engine.infer("double", {"x": x.astype(np.float64)}), InvalidArgumentError, r"input 'x' has datatype FP32 \(float32\); given FP64 \(float64\)"),
         (lambda: engine.infer("double", {"x": x}, parameters={"priority": "high"}), InvalidArgumentError, r"parameter 'priority' must be a non-negative integer"),
         (lambda: engine.infer("twice", {"x": x}, parameters={"sequence_id": 4}), InvalidArgumentError, r"pipeline 'twice' is not a sequence model"),
         (lambda: engine.infer("boom", {"x": -np.ones((1, 1), np.float32)}), InternalError, r"model 'boom' version 1: ValueError: negative input"),
