@@ -62,9 +62,9 @@ async def infer(request: web.BaseRequest) -> web.Response:
 
 async def handle(request: web.BaseRequest) -> web.StreamResponse:
     path = request.path
-    if path == "/v2/models/identity/infer":
+    if path in ("/v2/models/identity/infer", "/v2/models/identity/versions/1/infer"):
         return await infer(request)
-    if path in ("/v2/health/live", "/v2/health/ready", "/v2/models/identity/ready"):
+    if path in ("/v2/health/live", "/v2/health/ready", "/v2/models/identity/ready", "/v2/models/identity/versions/1/ready"):
         return web.Response()
     if path in ("/v2/models/identity", "/v2/models/identity/versions/1"):
         return _json(_META)

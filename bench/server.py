@@ -210,12 +210,23 @@ def perf_analyzer_works() -> bool:
     return probe.returncode == 0 and "perf analyzer" in (probe.stdout + probe.stderr).lower()
 
 
+# the HTTP rows: (input format, output format, floats a request). perf_analyzer's JSON input sends
+# only a tensor's first element (seen on the wire: "shape":[1024],"data":[<one value>]), so JSON
+# both ways is measured on one float, and JSON on 1024 floats as the output's format only.
+HTTP_FORMATS = {"binary": ("binary", "binary", FLOAT_COUNT), "JSON out": ("binary", "json", FLOAT_COUNT),
+                "JSON, 1 float": ("json", "json", 1)}
+
+
 def perf_analyzer(url: str, model: str, concurrency: int, seconds: float, data: Path, work: Path, fmt: str | None = None) -> Row:
-    """One measurement; ``fmt`` (binary or json): over HTTP, tensors in that format both ways."""
+    """One measurement; ``fmt``: over HTTP, one of HTTP_FORMATS."""
     out = work / f"{model}-{concurrency}-{time.monotonic_ns()}.csv"
     window_ms = max(int(seconds * 1000 / 3), 200)
     inputs = ["--shape", f"x:{FLOAT_COUNT}"] if model == "identity" else ["--input-data", str(data)]
-    protocol = ["-i", "grpc"] if fmt is None else ["-i", "http", "--input-tensor-format", fmt, "--output-tensor-format", fmt]
+    protocol = ["-i", "grpc"]
+    if fmt is not None:
+        fmt_in, fmt_out, count = HTTP_FORMATS[fmt]
+        protocol = ["-i", "http", "--input-tensor-format", fmt_in, "--output-tensor-format", fmt_out]
+        inputs = ["--shape", f"x:{count}"]
     # -x 1: without a version perf_analyzer looks for the one that ran in the server's statistics, and
     # the floor keeps none; -s 1000: three windows, whatever their spread
     cmd = [str(PERF_ANALYZER), "-m", model, "-x", "1", "-u", url, *protocol, *inputs,
@@ -235,11 +246,12 @@ async def _aio_load(url: str, model: str, concurrency: int, seconds: float, fmt:
     import tritonclient.http.aio as tha
 
     if fmt is not None:  # HTTP: identity only
+        fmt_in, fmt_out, count = HTTP_FORMATS[fmt]
         client: Any = tha.InferenceServerClient(url)
-        inp = tha.InferInput("x", [FLOAT_COUNT], "FP32")
-        inp.set_data_from_numpy(np.random.default_rng(0).standard_normal(FLOAT_COUNT).astype(np.float32),
-                                binary_data=fmt == "binary")
-        outputs = [tha.InferRequestedOutput("y", binary_data=fmt == "binary")]
+        inp = tha.InferInput("x", [count], "FP32")
+        inp.set_data_from_numpy(np.random.default_rng(0).standard_normal(count).astype(np.float32),
+                                binary_data=fmt_in == "binary")
+        outputs = [tha.InferRequestedOutput("y", binary_data=fmt_out == "binary")]
     elif model == "identity":
         client, outputs = tca.InferenceServerClient(url), None
         inp = tca.InferInput("x", [FLOAT_COUNT], "FP32")
@@ -289,12 +301,13 @@ def check_http(url: str) -> None:
 
 def http_rows(url: str, floor_url: str, args: argparse.Namespace, work: Path, use_pa: bool, grpc_rates: dict[int, float]) -> dict[str, float]:
     """The HTTP rows: identity in binary and JSON against the HTTP floor; returns the ratios."""
-    print(f"\n## HTTP/REST: twinpipe vs a bare aiohttp echo server (the HTTP floor); identity, {FLOAT_COUNT} FP32; "
+    print(f"\n## HTTP/REST: twinpipe vs a bare aiohttp echo server (the HTTP floor); identity, FP32 ({FLOAT_COUNT} floats "
+          "unless the row says 1: perf_analyzer's JSON input sends only a tensor's first element); "
           f"load: {'perf_analyzer -i http' if use_pa else 'FALLBACK: tritonclient.http.aio in process'}\n")
     print("| target | tensors | concurrency | req/s (range over rounds) | p50 ms | p99 ms | ratio to the HTTP floor | ratio to twinpipe gRPC |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     ratios: dict[str, float] = {}
-    for fmt in ("binary", "json"):
+    for fmt in HTTP_FORMATS:
         for c in args.concurrency:
             runs: dict[str, list[Row]] = {"floor": [], "twinpipe": []}
             for _ in range(args.rounds):
@@ -308,7 +321,7 @@ def http_rows(url: str, floor_url: str, args: argparse.Namespace, work: Path, us
                 name = "HTTP floor: identity echo (aiohttp)" if who == "floor" else "twinpipe: identity over HTTP"
                 print(f"| {name} | {fmt} | {c} | {rate:.0f} ({spread}) | {p50:.2f} | {p99:.2f} | {rate / base:.2f} | {vs_grpc} |", flush=True)
             rate = _median(runs["twinpipe"])[0]
-            task = f"HTTP identity, {fmt} tensors, concurrency {c} ({'perf_analyzer' if use_pa else 'aio client'})"
+            task = f"HTTP identity, tensors {fmt}, concurrency {c} ({'perf_analyzer' if use_pa else 'aio client'})"
             record(task, "twinpipe serve: identity (TorchScript, 1024 FP32) over HTTP", rate, "req/s",
                    "HTTP floor: bare aiohttp identity echo", base, higher_is_better=True)
             ratios[f"{fmt} at {c}"] = rate / base

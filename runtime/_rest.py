@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ _SHM = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset
 _INTS = {name for name, dt in DATATYPES.items() if dt.kind in "iu" and name != "BF16"}  # BF16 travels as uint16 bits
 _FLOATS = ("FP16", "FP32", "FP64", "BF16")
 _SCALARS = (bool, int, float, str)
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 class _Decl(Protocol):
@@ -66,8 +68,8 @@ class RestRequest:
 
 def json_body(body: bytes | memoryview, what: str = "the request body") -> Any:
     """``body`` parsed as JSON, or a :class:`WireError` saying where it is malformed."""
-    try:
-        return json.loads(bytes(body) if isinstance(body, memoryview) else body)
+    try:  # decoded first: json.loads of bytes would sniff the encoding on every request
+        return json.loads(str(body, "utf-8"))
     except UnicodeDecodeError as e:
         raise WireError(f"{what} is not UTF-8 JSON: {e}") from None
     except json.JSONDecodeError as e:
@@ -85,6 +87,17 @@ def _object(value: Any, what: str) -> dict[str, Any]:
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _label(kind: str, name: str) -> str:
+    return f"{kind} '{name}''s parameters"
+
+
+def _params(value: Any, what: Callable[[], str]) -> dict[str, Any]:
+    """:func:`parameters`, with the label made only for an error (the hot path)."""
+    if type(value) is dict and all(type(v) in _SCALAR_TYPES for v in value.values()):
+        return value
+    return parameters(value, what())
 
 
 def parameters(value: Any, what: str = "the request's parameters") -> dict[str, Any]:
@@ -120,7 +133,7 @@ def decode_request(body: bytes, header_length: int | None = None, *, parsed: Any
     request_id = req.get("id", "")
     if not isinstance(request_id, str):
         raise WireError(f"the request's 'id' must be a string, given {_kind(request_id)}")
-    params = parameters(req.get("parameters", {}))
+    params = dict(_params(req.get("parameters", {}), lambda: "the request's parameters"))
     binary_output = params.pop("binary_data_output", False)
     if not isinstance(binary_output, bool):
         raise WireError(f"parameter 'binary_data_output' must be a boolean, given {_kind(binary_output)}")
@@ -157,7 +170,7 @@ def _input(i: int, tensor: Any, body: memoryview, offset: int, seen: Mapping[str
         raise WireError(f"input '{name}' needs a 'datatype' string" + ("" if datatype is None else f", given {_kind(datatype)}"))
     if not isinstance(shape, list) or not all(type(d) is int for d in shape):
         raise WireError(f"input '{name}' needs a 'shape': an array of integers, given " + ("none" if shape is None else json.dumps(shape)))
-    params = parameters(t.get("parameters", {}), f"input '{name}''s parameters")
+    params = _params(t.get("parameters", {}), functools.partial(_label, "input", name))
     shm = [p for p in _SHM if p in params]
     if shm:
         raise WireError(f"input '{name}' uses shared memory ({shm[0]}), which this server does not support; send the data in the request")
@@ -282,7 +295,7 @@ def _outputs(value: Any) -> tuple[list[str] | None, dict[str, bool] | None, froz
         unknown = [k for k in o if k not in ("name", "parameters")]
         if unknown:
             raise WireError(f"requested output '{name}': unknown field '{unknown[0]}'; its fields are: name, parameters")
-        params = parameters(o.get("parameters", {}), f"requested output '{name}''s parameters")
+        params = _params(o.get("parameters", {}), functools.partial(_label, "requested output", name))
         for key, v in params.items():
             if key == "binary_data":
                 if not isinstance(v, bool):
