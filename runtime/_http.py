@@ -187,11 +187,16 @@ class HttpFrontend:
         return await _events(request, responses, encode)
 
     async def _body(self, request: web.BaseRequest) -> bytes:
-        """The whole body, refused (413) past the limit: by its Content-Length before reading, and
-        as it arrives when that is not known or the body is compressed."""
+        """The whole body, refused (413) past the limit: by its Content-Length before reading (and
+        before a client that sends ``Expect: 100-continue`` is told to send it), and as it arrives
+        when that is not known or the body is compressed."""
         limit, declared = self.max_body_bytes, request.content_length
         if declared is not None and declared > limit:
             raise _too_large(declared, limit)
+        if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue" and request.version >= (1, 1):
+            # curl asks before sending a body over 1 KiB; without an answer it waits a second
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
         if declared is not None and hdrs.CONTENT_ENCODING not in request.headers:
             try:
                 return await request.content.readexactly(declared) if declared else b""

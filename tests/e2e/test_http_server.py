@@ -400,3 +400,31 @@ def test_sigterm_lets_an_http_request_in_flight_finish_then_exits_0(tmp_path: Pa
     client = th.InferenceServerClient(s.http, network_timeout=60)
     assert_sigterm_lets_it_finish(s, lambda: client.infer("slow", [_input("x", np.full((1, 1), 1500, np.int32), "INT32")]).as_numpy("y"),
                                   np.array([[1501]], np.int32))
+
+
+def _recv_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_the_body_or_refused(server: Server) -> None:
+    """curl sends ``Expect: 100-continue`` before a body over 1 KiB and waits for the answer: the
+    server says continue, or (over the limit) refuses at once, before any of the body is sent."""
+    x = _rng().integers(-9, 9, 300).tolist()
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 300], "datatype": "INT32", "data": x}]}).encode()
+    host, port = server.http.split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v2/models/echo_int32/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        assert _recv_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        reply = _recv_until(sock, b"}]}")
+    assert reply.startswith(b"HTTP/1.1 200 OK") and json.loads(reply.split(b"\r\n\r\n", 1)[1])["outputs"][0]["data"] == x
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v2/models/echo_int32/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5242880\r\n\r\n")
+        assert _recv_until(sock, b"}").startswith(b"HTTP/1.1 413")
