@@ -17,7 +17,7 @@ from tokenizers import BertWordPieceTokenizer
 
 from twinpipe.ops.text import tokenize
 from twinpipe.ops.text._chars import FLAGS, PUNCT, WHITESPACE
-from twinpipe.ops.text._examples import KNOWN_DIFFERENCES
+from twinpipe.ops.text._examples import KNOWN_DIFFERENCES, REORDERED_MARKS
 
 
 def _seed() -> int:
@@ -58,7 +58,10 @@ def test_sampled_code_points_same_as_tokenizers(tmp_path: Path, lowercase: bool,
     chars = [chr(c) for c in sample]
     vocab = _vocab(set(chars), tmp_path / "chars.txt")
     texts = ["x" + c + "y" for c in chars]
-    texts += ["".join(rng.choice(chars, size=8)) for _ in range(1000)]  # in context: marks, spaces, CJK
+    # in context: marks, spaces, CJK — but not two marks newer than Unicode 8.0 side by side, which the
+    # two sides order differently (documented in tokenize's docstring: REORDERED_MARKS)
+    in_context = [c for c in chars if ord(c) not in REORDERED_MARKS]
+    texts += ["".join(rng.choice(in_context, size=8)) for _ in range(1000)]
     for clean, cjk in ((True, True), (False, bool(rng.random() < 0.5))):
         settings = {"lowercase": lowercase, "strip_accents": strip_accents, "clean_text": clean, "handle_chinese_chars": cjk}
         peer = BertWordPieceTokenizer(vocab, **settings)
