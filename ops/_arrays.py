@@ -33,8 +33,8 @@ def kind_of(x: Any) -> ArrayKind:
         return "bytes"
     if _is_torch(x):
         return "cuda" if x.is_cuda else "torch"
-    if hasattr(x, "__cuda_array_interface__"):
-        return "cuda"
+    if hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith(("numba.cuda", "numba_cuda")):
+        return "cuda"  # CuPy, Numba device arrays (the CUDA simulator's too)
     raise TypeError(f"expected a NumPy array, a torch tensor, a CuPy array or bytes, got {type(x).__name__}")
 
 

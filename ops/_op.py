@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from . import _registry
+from . import _device, _registry
 from ._arrays import from_host, is_bytes_like, kind_of, to_host
 from ._errors import InputError, OpError, ParamError
 from ._params import REQUIRED, Param
@@ -321,17 +321,36 @@ class BoundOp:
     # -- internals -----------------------------------------------------------------------------
 
     def _call_cuda(self, inputs: Sequence[Any]) -> Any:
+        """Run the op's CUDA kernel on GPU arrays: outputs allocated as the caller's array type,
+        the kernel launched on the caller's stream (see :mod:`._device`)."""
         op = self.op
         if op.is_random:  # draws and serve mode on the GPU come with the CUDA kernels
             raise InputError(f"{op.name}: random ops do not run on GPU arrays yet; move the input to the host")
-        kernel = op.kernel_for("cuda", batched=any(isinstance(x, (list, tuple)) for x in inputs))
-        kernel = kernel or op.kernel_for("cuda")
+        if any(isinstance(x, (list, tuple)) for x in inputs):
+            kernel = op.kernel_for("cuda", batched=True)
+            if kernel is None:
+                raise InputError(f"{op.name}: a list of GPU arrays (a ragged batch) needs a batched CUDA kernel, which "
+                                 f"{op.name} has not yet; call it per sample or stack the batch")
+            return kernel.fn(*inputs, **self.params)
+        kernel = op.kernel_for("cuda")
         if kernel is None:
             raise InputError(
                 f"{op.name} has no CUDA kernel; its input is on the GPU. "
                 "Move it to the host (tensor.cpu() / cupy.asnumpy) or use an op with a CUDA kernel"
             )
-        return kernel.fn(*inputs, **self.params)
+        first = next(x for x in inputs if _device.is_device_array(x))
+        if op.infer is None:
+            with _device.launching(_device.caller_stream(first)):
+                return kernel.fn(*(_device.as_kernel_array(x) for x in inputs), **self.params)
+        metas = tuple(_device.meta(x) for x in inputs)
+        _check_sample(op, metas, None)
+        shapes = op.infer(*metas, **self.params)
+        outs = [_device.empty_like(first, tuple(shape), np.dtype(dtype)) for shape, dtype in shapes]
+        with _device.launching(_device.caller_stream(first)):
+            views = [_device.as_kernel_array(o) for o in outs]
+            kernel.fn(*(_device.as_kernel_array(x) for x in inputs), out=views[0] if len(views) == 1 else tuple(views),
+                      **self.params)
+        return outs[0] if len(outs) == 1 else Outputs(outs, [s.name for s in op.outputs])
 
     def _run_batched(self, kernel: Kernel, host: list[Any], samples: Sequence[tuple[Any, ...]], batch: str) -> list[Any]:
         """One call of a batched kernel for the whole batch, into dense or per-sample outputs."""
@@ -497,7 +516,7 @@ def _check_sample(op: Op, sample: tuple[Any, ...], index: int | None) -> None:
             if isinstance(x, np.ndarray) and x.dtype == BYTES and x.ndim == 0 and is_bytes_like(x.item()):
                 continue
             raise InputError(f"{op.name}: input {spec.name!r}{where} must be encoded bytes, got {_describe(x)}")
-        if not isinstance(x, np.ndarray):
+        if not isinstance(x, (np.ndarray, _device.Meta)):
             raise InputError(f"{op.name}: input {spec.name!r}{where} must be an array, got {type(x).__name__}")
         if x.ndim != spec.rank:
             raise InputError(

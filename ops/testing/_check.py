@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _device
 from .._errors import OpError
 from .._op import Kernel, Op
 from .._spec import BYTES, TensorSpec
@@ -144,10 +145,34 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
     for which in (0, 1):  # two poisons: an element the kernel never writes differs in one run
         metas = op.infer(*inputs, **params, **drawn)
         outs = tuple(_poison(shape, dt, which) for shape, dt in metas)
-        kernel.fn(*inputs, out=outs[0] if n == 1 else outs, **params, **drawn)
-        inputs_untouched()
+        if kernel.device == "cuda":  # on the device (or Numba's simulator): copies in, the kernel, copies out
+            outs = _on_device(kernel, inputs, outs, params, drawn, where)
+        else:
+            kernel.fn(*inputs, out=outs[0] if n == 1 else outs, **params, **drawn)
+            inputs_untouched()
         for spec, g, e in zip(op.outputs, outs, expected):
             assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r} (poison {which})")
+    if kernel.device == "cuda" and not op.is_random:  # and through the op's dispatch: GPU arrays in, GPU arrays out
+        got = op.bind(**params)(*(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs))
+        got = (got,) if n == 1 else tuple(got)
+        for spec, g, e in zip(op.outputs, got, expected):
+            if not _device.is_device_array(g):
+                raise OpCheckError(f"{where}: GPU input, but output {spec.name!r} is {type(g).__name__}, not a GPU array")
+            assert_close(_device.to_host_copy(g), e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)),
+                         f"{where}: output {spec.name!r} (GPU arrays through the op)")
+
+
+def _on_device(kernel: Kernel, inputs: tuple[Any, ...], outs: tuple[np.ndarray, ...], params: dict[str, Any],
+               drawn: dict[str, Any], where: str) -> tuple[np.ndarray, ...]:
+    """Run a CUDA kernel on device copies of ``inputs`` and ``outs``; the outputs copied back."""
+    dev_in = tuple(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs)
+    dev_out = tuple(_device.to_device(o) for o in outs)
+    with _device.launching(0):
+        kernel.fn(*dev_in, out=dev_out[0] if len(dev_out) == 1 else dev_out, **params, **drawn)
+    for x, d in zip(inputs, dev_in):
+        if isinstance(x, np.ndarray) and not _same(_device.to_host_copy(d), x):
+            raise OpCheckError(f"{where}: the kernel modified an input on the device")
+    return tuple(_device.to_host_copy(d) for d in dev_out)
 
 
 def _check_batched_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[str, Any], expected: tuple[Any, ...], where: str) -> None:

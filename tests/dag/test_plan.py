@@ -188,7 +188,7 @@ def test_when_keeps_fallbacks_as_candidate_slots(tmp_path: Path) -> None:
 
 def test_devices_auto_is_cpu_and_a_cuda_step_records_its_copies(tmp_path: Path) -> None:
     valid = _valid(tmp_path, CHAIN)
-    # no op has a CUDA kernel yet, so validation refuses device: cuda; set it on the validated steps
+    # validation refuses device: cuda until the executor places steps on the GPU; set it on the validated steps
     steps = tuple(
         dataclasses.replace(s, spec=dataclasses.replace(s.spec, device="cuda")) if s.name == "norm" else s
         for s in valid.steps

@@ -35,6 +35,7 @@ import ast
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +69,19 @@ def blocks(text: str) -> list[Block]:
             for m in FENCE.finditer(text)]
 
 
+def _make_shim(scratch: Path) -> Path:
+    """A ``make`` first on PATH that never rebuilds ``.venv/.installed``: from the scratch folder
+    a reinstall would rewrite the checkout's venv scripts to point into the scratch folder (GNU make
+    ignores ``-o`` given through ``MAKEFLAGS``, so it goes on the command line)."""
+    folder = scratch / ".doc-test-make"
+    folder.mkdir(exist_ok=True)
+    real = shutil.which("make") or "/usr/bin/make"
+    shim = folder / "make"
+    shim.write_text(f'#!/bin/sh\nexec {real} -o .venv/.installed "$@"\n')
+    shim.chmod(0o755)
+    return folder
+
+
 def _perf_analyzer_bin(scratch: Path) -> Path | None:
     """A folder holding ``perf_analyzer`` (the wrapper, installed and working), or None."""
     wrapper = find_perf_analyzer()
@@ -94,12 +108,10 @@ class Reader:
         self.last_output = ""
         self.left_out: list[str] = []
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+                    "PATH": os.pathsep.join([str(_make_shim(scratch)), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
                     # commands that name no port (`make run`, the shipped client) follow these
                     "TWINPIPE_HTTP_PORT": self.ports["8000"], "TWINPIPE_GRPC_PORT": self.ports["8001"],
-                    "TWINPIPE_METRICS_PORT": self.ports["8002"],
-                    # `make` must not reinstall the checkout's venv from the scratch folder
-                    "MAKEFLAGS": "-o .venv/.installed"}
+                    "TWINPIPE_METRICS_PORT": self.ports["8002"]}
         self.perf_bin: Path | bool | None = False  # False: not looked for yet
 
     def where(self, block: Block) -> str:

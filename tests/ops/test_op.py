@@ -184,8 +184,8 @@ def test_cuda_inputs_without_cuda_kernel_are_a_clear_error() -> None:
     class FakeCuda:
         __cuda_array_interface__ = {"shape": (2, 2, 3), "typestr": "|u1", "data": (0, False), "version": 3}
 
-    with pytest.raises(InputError, match="image.flip has no CUDA kernel; its input is on the GPU"):
-        image.flip(FakeCuda())
+    with pytest.raises(InputError, match="image.rotate90 has no CUDA kernel; its input is on the GPU"):
+        image.rotate90(FakeCuda())
 
 
 def test_random_op_needs_rng_in_train_mode_and_uses_serve_behaviour() -> None:

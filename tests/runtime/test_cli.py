@@ -160,7 +160,7 @@ def test_ops_json_lists_signatures_and_param_schemas() -> None:
     assert params["interpolation"]["schema"] == {"enum": ["nearest", "bilinear", "bicubic", "area"]}
     assert params["size"]["required"] is True
     assert ops["image.random_flip"]["random"] is True
-    assert ops["image.flip"]["kernels"] == ["cpu"]
+    assert ops["image.flip"]["kernels"] == ["cpu", "cuda"] and ops["image.rotate90"]["kernels"] == ["cpu"]
 
 
 def test_schema_is_a_json_schema_the_shipped_pipelines_satisfy() -> None:

@@ -1,0 +1,125 @@
+"""GPU arrays as CUDA kernels see them: torch CUDA tensors, CuPy arrays and Numba device arrays
+(the CUDA simulator's too), viewed without copies, outputs allocated as the caller's type, and the
+caller's stream.
+
+A CUDA kernel of an op receives Numba device-array views (``numba.cuda.as_cuda_array`` over
+``__cuda_array_interface__``: no copy) and launches on :func:`stream` — the torch or CuPy stream
+current when the op was called, so its work orders with the caller's. Numba's CUDA module is
+imported only when a GPU array is actually seen. Under ``NUMBA_ENABLE_CUDASIM=1`` (no GPU) the
+same kernels run in Numba's simulator on its device arrays, which is how they are tested here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Meta", "as_kernel_array", "empty_like", "is_device_array", "launching", "stream", "to_device", "to_host_copy"]
+
+_STREAM: contextvars.ContextVar[Any] = contextvars.ContextVar("twinpipe_cuda_stream", default=0)
+
+
+class Meta:
+    """What an op's ``infer`` reads of a GPU input: its shape, NumPy dtype and rank."""
+
+    __slots__ = ("dtype", "ndim", "shape", "size")
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+        self.size = int(np.prod(shape))
+
+
+def _is_torch_cuda(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and bool(getattr(x, "is_cuda", False))
+
+
+def _is_numba(x: Any) -> bool:
+    module = type(x).__module__
+    return module.startswith("numba.cuda") or module.startswith("numba_cuda")
+
+
+def is_device_array(x: Any) -> bool:
+    """A torch CUDA tensor, a CuPy array, a Numba device array (simulated or not), or anything
+    with ``__cuda_array_interface__``."""
+    return _is_torch_cuda(x) or hasattr(x, "__cuda_array_interface__") or _is_numba(x)
+
+
+def meta(x: Any) -> Meta:
+    if _is_torch_cuda(x):
+        import torch
+
+        return Meta(tuple(x.shape), torch.empty(0, dtype=x.dtype).numpy().dtype)
+    return Meta(tuple(x.shape), np.dtype(x.dtype))
+
+
+def as_kernel_array(x: Any) -> Any:
+    """A Numba device-array view of ``x`` (no copy)."""
+    if _is_numba(x):
+        return x
+    from numba import cuda
+
+    return cuda.as_cuda_array(x)  # type: ignore[no-untyped-call]
+
+
+def empty_like(x: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
+    """An uninitialised GPU array of ``x``'s type (torch / CuPy / Numba) and device."""
+    if _is_torch_cuda(x):
+        import torch
+
+        return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, device=x.device)
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.empty(shape, dtype)
+    from numba import cuda
+
+    return cuda.device_array(shape, dtype, stream=stream())
+
+
+def caller_stream(x: Any) -> Any:
+    """The stream current for ``x``'s library (0: the default stream)."""
+    if _is_torch_cuda(x):
+        import torch
+        from numba import cuda
+
+        return cuda.external_stream(torch.cuda.current_stream(x.device).cuda_stream)
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+        from numba import cuda
+
+        return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+    return 0
+
+
+def stream() -> Any:
+    """The stream a kernel launches on (set by the op's dispatch for the duration of the call)."""
+    return _STREAM.get()
+
+
+@contextlib.contextmanager
+def launching(on: Any) -> Iterator[None]:
+    token = _STREAM.set(on)
+    try:
+        yield
+    finally:
+        _STREAM.reset(token)
+
+
+def to_device(x: np.ndarray) -> Any:
+    """A host array copied to a Numba device array (the testing kit's way onto the GPU or simulator)."""
+    from numba import cuda
+
+    return cuda.to_device(np.ascontiguousarray(x))
+
+
+def to_host_copy(x: Any) -> np.ndarray:
+    """A GPU array copied to the host."""
+    if _is_torch_cuda(x):
+        return x.detach().cpu().numpy()
+    if type(x).__module__.startswith("cupy"):
+        return x.get()
+    return as_kernel_array(x).copy_to_host()

@@ -1,0 +1,79 @@
+"""The CUDA side of the image ops, registered behind the same ops as their CPU kernels.
+
+The device code lives in ``_cuda_kernels`` and is imported on the first GPU call, so importing the
+ops never imports Numba's CUDA module. Each function here takes Numba device-array views (``out``
+allocated by the op's dispatch), picks a launch shape (a thread per pixel, its channels in a loop)
+and launches on the dispatch's stream (:func:`twinpipe.ops._device.stream`): the caller's torch or
+CuPy stream. The arithmetic is the CPU twin's, step for step, so the two agree within the op's
+tolerance (exactly where it is 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _device
+from ._convert import default_scale, layout, normalize, per_channel, to_dtype
+from ._geometry import flip
+
+_BLOCK = (8, 32)  # rows × columns of pixels per block: 256 threads, a warp along a row
+
+
+def _grid(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], Any]:
+    """Launch configuration for one thread per pixel of an ``h × w`` image, on the caller's stream."""
+    return ((h + _BLOCK[0] - 1) // _BLOCK[0], (w + _BLOCK[1] - 1) // _BLOCK[1]), _BLOCK, _device.stream()
+
+
+@normalize.kernel("cuda")
+def _normalize_cuda(image: Any, *, out: Any, mean: tuple[float, ...], std: tuple[float, ...], scale: float | None, dtype: str) -> None:
+    from numba import cuda
+
+    from ._cuda_kernels import normalize_kernel
+
+    h, w, c = image.shape
+    stream = _device.stream()
+    m = cuda.to_device(per_channel("image.normalize", "mean", mean, c), stream=stream)
+    s = cuda.to_device(per_channel("image.normalize", "std", std, c), stream=stream)
+    k = np.float32(default_scale(np.dtype(image.dtype)) if scale is None else scale)
+    normalize_kernel[_grid(h, w)](image, out, k, m, s)
+
+
+@to_dtype.kernel("cuda")
+def _to_dtype_cuda(image: Any, *, out: Any, dtype: str, scale: bool) -> None:
+    from . import _cuda_kernels as kern
+
+    src, dst = np.dtype(image.dtype), np.dtype(out.dtype)
+    launch = _grid(image.shape[0], image.shape[1])
+    if src == dst or (dst.kind == "f" and not (src.kind == "u" and scale)):
+        kern.cast_kernel[launch](image, out)  # a copy or a plain float cast
+    elif dst.kind == "f":
+        k = 1.0 / np.iinfo(src).max
+        if dst == np.float64:
+            kern.int_to_double_kernel[launch](image, out, k)
+        else:
+            kern.int_to_float_kernel[launch](image, out, np.float32(k))
+    elif src.kind == "f":
+        hi = int(np.iinfo(dst).max)
+        kern.float_to_int_kernel[launch](image, out, np.float32(hi + 1.0 - 1e-3 if scale else 1.0), hi)
+    else:
+        shift = 8 * (src.itemsize - dst.itemsize) if scale else 0
+        kern.int_to_int_kernel[launch](image, out, max(shift, 0), max(-shift, 0), int(np.iinfo(dst).max))
+
+
+@layout.kernel("cuda")
+def _layout_cuda(image: Any, *, out: Any, to: str) -> None:
+    from ._cuda_kernels import to_chw_kernel, to_hwc_kernel
+
+    if to == "CHW":
+        to_chw_kernel[_grid(image.shape[0], image.shape[1])](image, out)
+    else:
+        to_hwc_kernel[_grid(out.shape[0], out.shape[1])](image, out)
+
+
+@flip.kernel("cuda")
+def _flip_cuda(image: Any, *, out: Any, axis: str) -> None:
+    from ._cuda_kernels import flip_kernel
+
+    flip_kernel[_grid(image.shape[0], image.shape[1])](image, out, axis != "horizontal", axis != "vertical")

@@ -1,0 +1,74 @@
+"""The image ops' CUDA kernels against their NumPy references and CPU twins — on the GPU when
+there is one, else in Numba's CUDA simulator (tests/conftest.py), on small random images — and the
+GPU dispatch: GPU arrays in, GPU arrays of the same kind out."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from twinpipe.ops import InputError, Op, OpError, image
+from twinpipe.ops.testing import OpCheckError, check_op
+
+pytestmark = pytest.mark.skipif(not cuda.is_available(), reason="no CUDA device and no simulator")
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
+
+
+@pytest.mark.parametrize("op", [image.normalize, image.to_dtype, image.layout, image.flip], ids=lambda op: op.name)
+def test_the_cuda_kernel_matches_the_reference_for_every_dtype(op: Op) -> None:
+    """The kit runs the kernel on device copies (outputs poisoned twice, inputs checked untouched)
+    and through the op with device arrays, against the NumPy reference within the op's tolerance."""
+    report = check_op(op, devices=("cuda",), cases=2)
+    dtypes = [d.name for d in op.inputs[0].dtypes]
+    assert all(report.cases.get(f"cuda/{d}") == 2 for d in dtypes), report
+
+
+def test_gpu_arrays_in_give_gpu_arrays_out_equal_to_the_cpu_twin() -> None:
+    rng = _rng()
+    x = rng.integers(0, 256, (int(rng.integers(3, 12)), int(rng.integers(3, 40)), 3), dtype=np.uint8)
+    on_gpu = cuda.to_device(x)
+    chw = image.layout(image.normalize(on_gpu, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]))
+    assert type(chw) is type(on_gpu)  # the caller's kind of GPU array
+    want = image.layout(image.normalize(x, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]))
+    got = chw.copy_to_host()
+    assert got.shape == want.shape == (3, *x.shape[:2])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(image.flip(on_gpu, axis="both").copy_to_host(), x[::-1, ::-1])
+
+
+def test_gpu_inputs_are_checked_like_host_ones() -> None:
+    with pytest.raises(InputError, match="image.normalize: input 'image' has dtype int32"):
+        image.normalize(cuda.to_device(np.ones((2, 2, 3), np.int32)), mean=[0.0], std=[1.0])
+    with pytest.raises(InputError, match="must have shape"):
+        image.flip(cuda.to_device(np.ones((2, 3), np.uint8)))
+    with pytest.raises(InputError, match="a ragged batch\\) needs a batched CUDA kernel"):
+        image.flip([cuda.to_device(np.ones((2, 3, 1), np.uint8)), cuda.to_device(np.ones((4, 3, 1), np.uint8))])
+
+
+def test_the_kit_catches_a_cuda_kernel_that_drops_a_channel() -> None:
+    """A kernel that leaves the last channel unwritten: the poisoned outputs differ from the reference."""
+    from twinpipe.ops.image._common import image_spec, same_shape
+
+    op = Op("test.cuda_copy", doc="copy", inputs=[image_spec()], outputs=[image_spec(dtypes=None)], params=[],
+            reference=lambda image: image.copy(), infer=same_shape, register=False)
+
+    spec = importlib.util.spec_from_file_location("_broken_cuda", Path(__file__).with_name("_broken_cuda.py"))
+    assert spec is not None and spec.loader is not None
+    broken = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(broken)
+
+    @op.kernel("cuda")
+    def _broken(image: object, *, out: object) -> None:
+        broken.first_channels_only[(1, 1), (8, 8)](image, out)
+
+    with pytest.raises((OpCheckError, OpError)) as info:
+        check_op(op, devices=("cuda",), cases=3, dtypes=["uint8"])
+    assert "cuda kernel" in str(info.value) and "output 'image'" in str(info.value)
