@@ -16,7 +16,9 @@ import numpy as np
 
 from .. import _device
 from ._convert import default_scale, layout, normalize, per_channel, to_dtype
+from ._crop import center_crop, center_crop_offsets, crop
 from ._geometry import flip
+from ._pad import pad, pad_fill, source_index
 
 _BLOCK = (8, 32)  # rows × columns of pixels per block: 256 threads, a warp along a row
 
@@ -77,3 +79,42 @@ def _flip_cuda(image: Any, *, out: Any, axis: str) -> None:
     from ._cuda_kernels import flip_kernel
 
     flip_kernel[_grid(image.shape[0], image.shape[1])](image, out, axis != "horizontal", axis != "vertical")
+
+
+def _gather(image: Any, out: Any, ys: np.ndarray, xs: np.ndarray, fill: np.ndarray) -> None:
+    """``out[y, x] = image[ys[y], xs[x]]``, or ``fill`` where an index is -1 (the CPU's gather)."""
+    from numba import cuda
+
+    from ._cuda_kernels import gather_kernel
+
+    stream = _device.stream()
+    dys, dxs = cuda.to_device(ys, stream=stream), cuda.to_device(xs, stream=stream)
+    gather_kernel[_grid(out.shape[0], out.shape[1])](image, out, dys, dxs, cuda.to_device(np.ascontiguousarray(fill), stream=stream))
+
+
+def _crop_into(image: Any, out: Any, top: int, left: int) -> None:
+    h, w, c = image.shape
+    ys = source_index(h, -top, out.shape[0], "constant")
+    xs = source_index(w, -left, out.shape[1], "constant")
+    _gather(image, out, ys, xs, np.zeros(c, np.dtype(image.dtype)))
+
+
+@crop.kernel("cuda")
+def _crop_cuda(image: Any, *, out: Any, top: int, left: int, height: int, width: int) -> None:
+    _crop_into(image, out, top, left)
+
+
+@center_crop.kernel("cuda")
+def _center_crop_cuda(image: Any, *, out: Any, size: tuple[int, int]) -> None:
+    top, left = center_crop_offsets(image.shape[0], image.shape[1], *size)
+    _crop_into(image, out, top, left)
+
+
+@pad.kernel("cuda")
+def _pad_cuda(image: Any, *, out: Any, padding: tuple[int, int, int, int], padding_mode: str, fill: tuple[float, ...]) -> None:
+    top, _, left, _ = padding
+    h, w, c = image.shape
+    ys = source_index(h, top, out.shape[0], padding_mode)
+    xs = source_index(w, left, out.shape[1], padding_mode)
+    values = pad_fill("image.pad", fill, _device.meta(image)) if padding_mode == "constant" else np.zeros(c, np.dtype(image.dtype))
+    _gather(image, out, ys, xs, values)

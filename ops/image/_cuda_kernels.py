@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-__all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "int_to_double_kernel", "int_to_float_kernel", "int_to_int_kernel",
+__all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel", "int_to_double_kernel", "int_to_float_kernel", "int_to_int_kernel",
            "normalize_kernel", "to_chw_kernel", "to_hwc_kernel"]
 
 
@@ -95,3 +95,12 @@ def flip_kernel(src: Any, dst: Any, flip_y: Any, flip_x: Any) -> None:  # pragma
         sx = w - 1 - x if flip_x else x
         for k in range(src.shape[2]):
             dst[y, x, k] = src[sy, sx, k]
+
+
+@cuda.jit  # type: ignore[untyped-decorator]
+def gather_kernel(src: Any, dst: Any, ys: Any, xs: Any, fill: Any) -> None:  # pragma: no cover (device code)
+    y, x = cuda.grid(2)  # type: ignore[attr-defined]
+    if y < dst.shape[0] and x < dst.shape[1]:
+        sy, sx = ys[y], xs[x]
+        for k in range(dst.shape[2]):
+            dst[y, x, k] = src[sy, sx, k] if sy >= 0 and sx >= 0 else fill[k]

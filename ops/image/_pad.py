@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from .._device import Meta
 from .._errors import InputError
 from .._op import Op
 from .._params import Choice, Floats, Param
@@ -65,7 +66,7 @@ def source_index(n: int, before: int, size: int, mode: str) -> np.ndarray:
     return np.where((i >= 0) & (i < n), i, -1)
 
 
-def pad_fill(op_name: str, fill: Sequence[float], image: np.ndarray) -> np.ndarray:
+def pad_fill(op_name: str, fill: Sequence[float], image: np.ndarray | Meta) -> np.ndarray:
     """The per-channel fill converted to the image's dtype: integers round half to even and
     saturate to the dtype's range (as OpenCV's ``saturate_cast``); floats are cast."""
     c = image.shape[-1]

@@ -22,13 +22,14 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
 
 
-@pytest.mark.parametrize("op", [image.normalize, image.to_dtype, image.layout, image.flip], ids=lambda op: op.name)
+@pytest.mark.parametrize("op", [image.normalize, image.to_dtype, image.layout, image.flip, image.crop, image.center_crop, image.pad],
+                         ids=lambda op: op.name)
 def test_the_cuda_kernel_matches_the_reference_for_every_dtype(op: Op) -> None:
     """The kit runs the kernel on device copies (outputs poisoned twice, inputs checked untouched)
     and through the op with device arrays, against the NumPy reference within the op's tolerance."""
-    report = check_op(op, devices=("cuda",), cases=2)
+    report = check_op(op, devices=("cuda",), cases=1)  # the simulator is slow: one fresh case per dtype a run
     dtypes = [d.name for d in op.inputs[0].dtypes]
-    assert all(report.cases.get(f"cuda/{d}") == 2 for d in dtypes), report
+    assert all(report.cases.get(f"cuda/{d}") == 1 for d in dtypes), report
 
 
 def test_gpu_arrays_in_give_gpu_arrays_out_equal_to_the_cpu_twin() -> None:
