@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Meta", "as_kernel_array", "empty_like", "is_device_array", "launching", "stream", "to_device", "to_host_copy"]
+__all__ = ["Meta", "as_kernel_array", "batch_view", "empty_like", "is_device_array", "launching", "stream", "to_device", "to_host_copy"]
 
 _STREAM: contextvars.ContextVar[Any] = contextvars.ContextVar("twinpipe_cuda_stream", default=0)
 
@@ -63,6 +63,12 @@ def as_kernel_array(x: Any) -> Any:
     from numba import cuda
 
     return cuda.as_cuda_array(x)  # type: ignore[no-untyped-call]
+
+
+def batch_view(x: Any, dense: bool) -> Any:
+    """A Numba view of ``x`` with a leading batch axis (a batch of one unless ``dense``)."""
+    view = as_kernel_array(x)
+    return view if dense else view.reshape((1, *view.shape))
 
 
 def empty_like(x: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:

@@ -322,7 +322,8 @@ class BoundOp:
 
     def _call_cuda(self, inputs: Sequence[Any]) -> Any:
         """Run the op's CUDA kernel on GPU arrays: outputs allocated as the caller's array type,
-        the kernel launched on the caller's stream (see :mod:`._device`)."""
+        the kernel launched on the caller's stream (see :mod:`._device`). A kernel always sees a
+        dense batch (leading axis N): one sample arrives as a batch of one, a dense batch whole."""
         op = self.op
         if op.is_random:  # draws and serve mode on the GPU come with the CUDA kernels
             raise InputError(f"{op.name}: random ops do not run on GPU arrays yet; move the input to the host")
@@ -343,13 +344,21 @@ class BoundOp:
             with _device.launching(_device.caller_stream(first)):
                 return kernel.fn(*(_device.as_kernel_array(x) for x in inputs), **self.params)
         metas = tuple(_device.meta(x) for x in inputs)
+        # a dense batch (N first) runs in one launch; one sample is a batch of one to the kernel
+        dense = any(m.ndim == spec.rank + 1 for m, spec in zip(metas, op.inputs))
+        if dense:
+            sizes = {m.shape[0] for m in metas}
+            if len(sizes) > 1 or any(m.ndim != spec.rank + 1 for m, spec in zip(metas, op.inputs)):
+                raise InputError(f"{op.name}: GPU inputs disagree on the batch: shapes {[list(m.shape) for m in metas]}")
+            metas = tuple(_device.Meta(m.shape[1:], m.dtype) for m in metas)
         _check_sample(op, metas, None)
         shapes = op.infer(*metas, **self.params)
-        outs = [_device.empty_like(first, tuple(shape), np.dtype(dtype)) for shape, dtype in shapes]
+        n = _device.meta(first).shape[0] if dense else None
+        outs = [_device.empty_like(first, tuple(shape) if n is None else (n, *shape), np.dtype(dtype)) for shape, dtype in shapes]
         with _device.launching(_device.caller_stream(first)):
-            views = [_device.as_kernel_array(o) for o in outs]
-            kernel.fn(*(_device.as_kernel_array(x) for x in inputs), out=views[0] if len(views) == 1 else tuple(views),
-                      **self.params)
+            ins = [_device.batch_view(x, dense) for x in inputs]
+            views = [_device.batch_view(o, dense) for o in outs]
+            kernel.fn(*ins, out=views[0] if len(views) == 1 else tuple(views), **self.params)
         return outs[0] if len(outs) == 1 else Outputs(outs, [s.name for s in op.outputs])
 
     def _run_batched(self, kernel: Kernel, host: list[Any], samples: Sequence[tuple[Any, ...]], batch: str) -> list[Any]:

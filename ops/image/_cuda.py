@@ -1,8 +1,9 @@
 """The CUDA side of the image ops, registered behind the same ops as their CPU kernels.
 
 The device code lives in ``_cuda_kernels`` and is imported on the first GPU call, so importing the
-ops never imports Numba's CUDA module. Each function here takes Numba device-array views (``out``
-allocated by the op's dispatch), picks a launch shape (a thread per pixel, its channels in a loop)
+ops never imports Numba's CUDA module. Each function here takes Numba device-array views of a
+dense batch ``N H W C`` (one sample arrives as a batch of one; ``out`` allocated by the op's
+dispatch), picks a launch shape (a thread per pixel of every sample, its channels in a loop)
 and launches on the dispatch's stream (:func:`twinpipe.ops._device.stream`): the caller's torch or
 CuPy stream. The arithmetic is the CPU twin's, step for step, so the two agree within the op's
 tolerance (exactly where it is 0).
@@ -20,12 +21,13 @@ from ._crop import center_crop, center_crop_offsets, crop
 from ._geometry import flip
 from ._pad import pad, pad_fill, source_index
 
-_BLOCK = (8, 32)  # rows × columns of pixels per block: 256 threads, a warp along a row
+_BLOCK = (32, 8, 1)  # columns × rows × samples per block: 256 threads, a warp along a row
 
 
-def _grid(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], Any]:
-    """Launch configuration for one thread per pixel of an ``h × w`` image, on the caller's stream."""
-    return ((h + _BLOCK[0] - 1) // _BLOCK[0], (w + _BLOCK[1] - 1) // _BLOCK[1]), _BLOCK, _device.stream()
+def _grid(shape: tuple[int, ...]) -> tuple[tuple[int, int, int], tuple[int, int, int], Any]:
+    """Launch configuration for one thread per pixel of a batch ``N H W (C)``, on the caller's stream."""
+    n, h, w = shape[0], shape[1], shape[2]
+    return ((w + _BLOCK[0] - 1) // _BLOCK[0], (h + _BLOCK[1] - 1) // _BLOCK[1], n), _BLOCK, _device.stream()
 
 
 @normalize.kernel("cuda")
@@ -34,12 +36,12 @@ def _normalize_cuda(image: Any, *, out: Any, mean: tuple[float, ...], std: tuple
 
     from ._cuda_kernels import normalize_kernel
 
-    h, w, c = image.shape
+    c = image.shape[3]
     stream = _device.stream()
     m = cuda.to_device(per_channel("image.normalize", "mean", mean, c), stream=stream)
     s = cuda.to_device(per_channel("image.normalize", "std", std, c), stream=stream)
     k = np.float32(default_scale(np.dtype(image.dtype)) if scale is None else scale)
-    normalize_kernel[_grid(h, w)](image, out, k, m, s)
+    normalize_kernel[_grid(image.shape)](image, out, k, m, s)
 
 
 @to_dtype.kernel("cuda")
@@ -47,7 +49,7 @@ def _to_dtype_cuda(image: Any, *, out: Any, dtype: str, scale: bool) -> None:
     from . import _cuda_kernels as kern
 
     src, dst = np.dtype(image.dtype), np.dtype(out.dtype)
-    launch = _grid(image.shape[0], image.shape[1])
+    launch = _grid(image.shape)
     if src == dst or (dst.kind == "f" and not (src.kind == "u" and scale)):
         kern.cast_kernel[launch](image, out)  # a copy or a plain float cast
     elif dst.kind == "f":
@@ -69,16 +71,16 @@ def _layout_cuda(image: Any, *, out: Any, to: str) -> None:
     from ._cuda_kernels import to_chw_kernel, to_hwc_kernel
 
     if to == "CHW":
-        to_chw_kernel[_grid(image.shape[0], image.shape[1])](image, out)
+        to_chw_kernel[_grid(image.shape)](image, out)
     else:
-        to_hwc_kernel[_grid(out.shape[0], out.shape[1])](image, out)
+        to_hwc_kernel[_grid(out.shape)](image, out)
 
 
 @flip.kernel("cuda")
 def _flip_cuda(image: Any, *, out: Any, axis: str) -> None:
     from ._cuda_kernels import flip_kernel
 
-    flip_kernel[_grid(image.shape[0], image.shape[1])](image, out, axis != "horizontal", axis != "vertical")
+    flip_kernel[_grid(image.shape)](image, out, axis != "horizontal", axis != "vertical")
 
 
 def _gather(image: Any, out: Any, ys: np.ndarray, xs: np.ndarray, fill: np.ndarray) -> None:
@@ -89,13 +91,13 @@ def _gather(image: Any, out: Any, ys: np.ndarray, xs: np.ndarray, fill: np.ndarr
 
     stream = _device.stream()
     dys, dxs = cuda.to_device(ys, stream=stream), cuda.to_device(xs, stream=stream)
-    gather_kernel[_grid(out.shape[0], out.shape[1])](image, out, dys, dxs, cuda.to_device(np.ascontiguousarray(fill), stream=stream))
+    gather_kernel[_grid(out.shape)](image, out, dys, dxs, cuda.to_device(np.ascontiguousarray(fill), stream=stream))
 
 
 def _crop_into(image: Any, out: Any, top: int, left: int) -> None:
-    h, w, c = image.shape
-    ys = source_index(h, -top, out.shape[0], "constant")
-    xs = source_index(w, -left, out.shape[1], "constant")
+    _, h, w, c = image.shape
+    ys = source_index(h, -top, out.shape[1], "constant")
+    xs = source_index(w, -left, out.shape[2], "constant")
     _gather(image, out, ys, xs, np.zeros(c, np.dtype(image.dtype)))
 
 
@@ -106,15 +108,15 @@ def _crop_cuda(image: Any, *, out: Any, top: int, left: int, height: int, width:
 
 @center_crop.kernel("cuda")
 def _center_crop_cuda(image: Any, *, out: Any, size: tuple[int, int]) -> None:
-    top, left = center_crop_offsets(image.shape[0], image.shape[1], *size)
+    top, left = center_crop_offsets(image.shape[1], image.shape[2], *size)
     _crop_into(image, out, top, left)
 
 
 @pad.kernel("cuda")
 def _pad_cuda(image: Any, *, out: Any, padding: tuple[int, int, int, int], padding_mode: str, fill: tuple[float, ...]) -> None:
     top, _, left, _ = padding
-    h, w, c = image.shape
-    ys = source_index(h, top, out.shape[0], padding_mode)
-    xs = source_index(w, left, out.shape[1], padding_mode)
+    _, h, w, c = image.shape
+    ys = source_index(h, top, out.shape[1], padding_mode)
+    xs = source_index(w, left, out.shape[2], padding_mode)
     values = pad_fill("image.pad", fill, _device.meta(image)) if padding_mode == "constant" else np.zeros(c, np.dtype(image.dtype))
     _gather(image, out, ys, xs, values)

@@ -1,6 +1,10 @@
-"""The Numba CUDA kernels of the image ops (device code). Imported on the first GPU call only:
-importing it imports Numba's CUDA module (and, under ``NUMBA_ENABLE_CUDASIM=1``, its simulator,
-which runs these same functions; it needs ``cuda`` to be a global of this module)."""
+"""The Numba CUDA kernels of the image ops (device code).
+
+Every array is a dense batch ``N H W C`` (one sample is a batch of one): one thread per (column,
+row, sample) — x fastest, so a warp runs along a row — with the channels in a loop, and one launch
+for a whole batch. Imported on the first GPU call only: importing it imports Numba's CUDA module
+(and, under ``NUMBA_ENABLE_CUDASIM=1``, its simulator, which runs these same functions; it needs
+``cuda`` to be a global of this module)."""
 
 from __future__ import annotations
 
@@ -15,92 +19,92 @@ __all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel",
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def normalize_kernel(src: Any, dst: Any, scale: Any, mean: Any, std: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < src.shape[0] and x < src.shape[1]:
-        for k in range(src.shape[2]):
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
+        for k in range(src.shape[3]):
             # the CPU twin's arithmetic: float32 multiply, subtract, divide
-            dst[y, x, k] = (np.float32(src[y, x, k]) * scale - mean[k]) / std[k]
+            dst[n, y, x, k] = (np.float32(src[n, y, x, k]) * scale - mean[k]) / std[k]
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def cast_kernel(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < src.shape[0] and x < src.shape[1]:
-        for k in range(src.shape[2]):
-            dst[y, x, k] = src[y, x, k]
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
+        for k in range(src.shape[3]):
+            dst[n, y, x, k] = src[n, y, x, k]
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def int_to_float_kernel(src: Any, dst: Any, scale: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < src.shape[0] and x < src.shape[1]:
-        for k in range(src.shape[2]):
-            dst[y, x, k] = np.float32(src[y, x, k]) * scale
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
+        for k in range(src.shape[3]):
+            dst[n, y, x, k] = np.float32(src[n, y, x, k]) * scale
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def int_to_double_kernel(src: Any, dst: Any, scale: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < src.shape[0] and x < src.shape[1]:
-        for k in range(src.shape[2]):
-            dst[y, x, k] = np.float64(src[y, x, k]) * scale
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
+        for k in range(src.shape[3]):
+            dst[n, y, x, k] = np.float64(src[n, y, x, k]) * scale
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def float_to_int_kernel(src: Any, dst: Any, mul: Any, hi: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
     fhi = np.float32(hi)
-    if y < src.shape[0] and x < src.shape[1]:
-        for k in range(src.shape[2]):
-            v = src[y, x, k] * mul
+    if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
+        for k in range(src.shape[3]):
+            v = src[n, y, x, k] * mul
             if v >= fhi:
-                dst[y, x, k] = hi
+                dst[n, y, x, k] = hi
             elif v > 0:  # NaN fails both tests and becomes 0
-                dst[y, x, k] = int(v)
+                dst[n, y, x, k] = int(v)
             else:
-                dst[y, x, k] = 0
+                dst[n, y, x, k] = 0
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def int_to_int_kernel(src: Any, dst: Any, right: Any, left: Any, hi: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < src.shape[0] and x < src.shape[1]:
-        for k in range(src.shape[2]):
-            v = (np.int64(src[y, x, k]) >> right) << left
-            dst[y, x, k] = v if v < hi else hi
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
+        for k in range(src.shape[3]):
+            v = (np.int64(src[n, y, x, k]) >> right) << left
+            dst[n, y, x, k] = v if v < hi else hi
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def to_chw_kernel(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < src.shape[0] and x < src.shape[1]:
-        for k in range(src.shape[2]):
-            dst[k, y, x] = src[y, x, k]
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
+        for k in range(src.shape[3]):
+            dst[n, k, y, x] = src[n, y, x, k]
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def to_hwc_kernel(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < dst.shape[0] and x < dst.shape[1]:
-        for k in range(dst.shape[2]):
-            dst[y, x, k] = src[k, y, x]
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
+        for k in range(dst.shape[3]):
+            dst[n, y, x, k] = src[n, k, y, x]
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def flip_kernel(src: Any, dst: Any, flip_y: Any, flip_x: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    h, w = src.shape[0], src.shape[1]
-    if y < h and x < w:
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    h, w = src.shape[1], src.shape[2]
+    if n < src.shape[0] and y < h and x < w:
         sy = h - 1 - y if flip_y else y
         sx = w - 1 - x if flip_x else x
-        for k in range(src.shape[2]):
-            dst[y, x, k] = src[sy, sx, k]
+        for k in range(src.shape[3]):
+            dst[n, y, x, k] = src[n, sy, sx, k]
 
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def gather_kernel(src: Any, dst: Any, ys: Any, xs: Any, fill: Any) -> None:  # pragma: no cover (device code)
-    y, x = cuda.grid(2)  # type: ignore[attr-defined]
-    if y < dst.shape[0] and x < dst.shape[1]:
+    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
         sy, sx = ys[y], xs[x]
-        for k in range(dst.shape[2]):
-            dst[y, x, k] = src[sy, sx, k] if sy >= 0 and sx >= 0 else fill[k]
+        for k in range(dst.shape[3]):
+            dst[n, y, x, k] = src[n, sy, sx, k] if sy >= 0 and sx >= 0 else fill[k]

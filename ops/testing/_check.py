@@ -167,8 +167,10 @@ def _on_device(kernel: Kernel, inputs: tuple[Any, ...], outs: tuple[np.ndarray, 
     """Run a CUDA kernel on device copies of ``inputs`` and ``outs``; the outputs copied back."""
     dev_in = tuple(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs)
     dev_out = tuple(_device.to_device(o) for o in outs)
-    with _device.launching(0):
-        kernel.fn(*dev_in, out=dev_out[0] if len(dev_out) == 1 else dev_out, **params, **drawn)
+    with _device.launching(0):  # a CUDA kernel takes dense batches: one sample is a batch of one
+        views = [_device.batch_view(d, False) for d in dev_out]
+        kernel.fn(*(_device.batch_view(d, False) for d in dev_in), out=views[0] if len(views) == 1 else tuple(views),
+                  **params, **drawn)
     for x, d in zip(inputs, dev_in):
         if isinstance(x, np.ndarray) and not _same(_device.to_host_copy(d), x):
             raise OpCheckError(f"{where}: the kernel modified an input on the device")

@@ -1,5 +1,5 @@
 """A deliberately wrong CUDA kernel for the testing kit's test (``cuda`` must be a module global for
-the simulator)."""
+the simulator): it copies a batch ``N H W C`` but leaves the last channel unwritten."""
 
 from typing import Any
 
@@ -8,7 +8,8 @@ from numba import cuda
 
 @cuda.jit  # type: ignore[untyped-decorator]
 def first_channels_only(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
-    for y in range(cuda.threadIdx.x, src.shape[0], cuda.blockDim.x):  # type: ignore[attr-defined]
-        for x in range(cuda.threadIdx.y, src.shape[1], cuda.blockDim.y):  # type: ignore[attr-defined]
-            for k in range(src.shape[2] - 1):
-                dst[y, x, k] = src[y, x, k]
+    for n in range(src.shape[0]):
+        for y in range(cuda.threadIdx.y, src.shape[1], cuda.blockDim.y):  # type: ignore[attr-defined]
+            for x in range(cuda.threadIdx.x, src.shape[2], cuda.blockDim.x):  # type: ignore[attr-defined]
+                for k in range(src.shape[3] - 1):
+                    dst[n, y, x, k] = src[n, y, x, k]

@@ -45,6 +45,21 @@ def test_gpu_arrays_in_give_gpu_arrays_out_equal_to_the_cpu_twin() -> None:
     np.testing.assert_array_equal(image.flip(on_gpu, axis="both").copy_to_host(), x[::-1, ::-1])
 
 
+def test_a_dense_gpu_batch_runs_in_one_call_and_equals_the_samples_on_the_cpu() -> None:
+    rng = _rng()
+    h, w = int(rng.integers(2, 9)), int(rng.integers(2, 40))
+    batch = rng.integers(0, 65536, (3, h, w, 3), dtype=np.uint16)
+    got = image.pad(cuda.to_device(batch), padding=[1, 2, 3, 0], padding_mode="reflect")
+    assert got.shape == (3, h + 3, w + 3, 3)
+    want = np.stack([image.pad(x, padding=[1, 2, 3, 0], padding_mode="reflect") for x in batch])
+    np.testing.assert_array_equal(got.copy_to_host(), want)
+    chw = image.layout(image.normalize(cuda.to_device(batch), mean=[0.5], std=[0.5], dtype="float16"))
+    assert chw.shape == (3, 3, h, w)
+    want16 = image.layout(image.normalize(batch, mean=[0.5], std=[0.5], dtype="float16"))
+    np.testing.assert_allclose(chw.copy_to_host().astype(np.float32), want16.astype(np.float32), rtol=0,
+                               atol=image.normalize.tolerance["float16"])  # a GPU may contract to FMA
+
+
 def test_gpu_inputs_are_checked_like_host_ones() -> None:
     with pytest.raises(InputError, match="image.normalize: input 'image' has dtype int32"):
         image.normalize(cuda.to_device(np.ones((2, 2, 3), np.int32)), mean=[0.0], std=[1.0])
