@@ -11,6 +11,7 @@ NumPy arrays or torch tensors. Ties in ``topk`` go to the lowest class index.
     names = classify.labels(top.indices, labels="twinpipe.pipelines:assets/imagenet_labels.txt")
 """
 
+from . import _cuda  # noqa: F401  (registers the CUDA kernels; they compile on first use)
 from ._labels import LabelFile, Labels, labels, read_labels
 from ._softmax import log_softmax, sigmoid, softmax
 from ._topk import threshold, topk

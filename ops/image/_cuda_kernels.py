@@ -17,42 +17,42 @@ __all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel",
            "normalize_kernel", "to_chw_kernel", "to_hwc_kernel"]
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def normalize_kernel(src: Any, dst: Any, scale: Any, mean: Any, std: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
         for k in range(src.shape[3]):
             # the CPU twin's arithmetic: float32 multiply, subtract, divide
             dst[n, y, x, k] = (np.float32(src[n, y, x, k]) * scale - mean[k]) / std[k]
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def cast_kernel(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
         for k in range(src.shape[3]):
             dst[n, y, x, k] = src[n, y, x, k]
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def int_to_float_kernel(src: Any, dst: Any, scale: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
         for k in range(src.shape[3]):
             dst[n, y, x, k] = np.float32(src[n, y, x, k]) * scale
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def int_to_double_kernel(src: Any, dst: Any, scale: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
         for k in range(src.shape[3]):
             dst[n, y, x, k] = np.float64(src[n, y, x, k]) * scale
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def float_to_int_kernel(src: Any, dst: Any, mul: Any, hi: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     fhi = np.float32(hi)
     if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
         for k in range(src.shape[3]):
@@ -65,34 +65,34 @@ def float_to_int_kernel(src: Any, dst: Any, mul: Any, hi: Any) -> None:  # pragm
                 dst[n, y, x, k] = 0
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def int_to_int_kernel(src: Any, dst: Any, right: Any, left: Any, hi: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
         for k in range(src.shape[3]):
             v = (np.int64(src[n, y, x, k]) >> right) << left
             dst[n, y, x, k] = v if v < hi else hi
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def to_chw_kernel(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < src.shape[0] and y < src.shape[1] and x < src.shape[2]:
         for k in range(src.shape[3]):
             dst[n, k, y, x] = src[n, y, x, k]
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def to_hwc_kernel(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
         for k in range(dst.shape[3]):
             dst[n, y, x, k] = src[n, k, y, x]
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def flip_kernel(src: Any, dst: Any, flip_y: Any, flip_x: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     h, w = src.shape[1], src.shape[2]
     if n < src.shape[0] and y < h and x < w:
         sy = h - 1 - y if flip_y else y
@@ -101,9 +101,9 @@ def flip_kernel(src: Any, dst: Any, flip_y: Any, flip_x: Any) -> None:  # pragma
             dst[n, y, x, k] = src[n, sy, sx, k]
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def gather_kernel(src: Any, dst: Any, ys: Any, xs: Any, fill: Any) -> None:  # pragma: no cover (device code)
-    x, y, n = cuda.grid(3)  # type: ignore[attr-defined]
+    x, y, n = cuda.grid(3)
     if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
         sy, sx = ys[y], xs[x]
         for k in range(dst.shape[3]):

@@ -6,10 +6,10 @@ from typing import Any
 from numba import cuda
 
 
-@cuda.jit  # type: ignore[untyped-decorator]
+@cuda.jit
 def first_channels_only(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
     for n in range(src.shape[0]):
-        for y in range(cuda.threadIdx.y, src.shape[1], cuda.blockDim.y):  # type: ignore[attr-defined]
-            for x in range(cuda.threadIdx.x, src.shape[2], cuda.blockDim.x):  # type: ignore[attr-defined]
+        for y in range(cuda.threadIdx.y, src.shape[1], cuda.blockDim.y):
+            for x in range(cuda.threadIdx.x, src.shape[2], cuda.blockDim.x):
                 for k in range(src.shape[3] - 1):
                     dst[n, y, x, k] = src[n, y, x, k]
