@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import _device
+from ._color import _GRAY, _GRAY_FLOAT, _GRAY_INT, _GRAY_SHIFT, _SELECT, _YUV, convert_color
 from ._convert import default_scale, layout, normalize, per_channel, to_dtype
 from ._crop import center_crop, center_crop_offsets, crop
 from ._geometry import flip
@@ -120,3 +121,26 @@ def _pad_cuda(image: Any, *, out: Any, padding: tuple[int, int, int, int], paddi
     xs = source_index(w, left, out.shape[2], padding_mode)
     values = pad_fill("image.pad", fill, _device.meta(image)) if padding_mode == "constant" else np.zeros(c, np.dtype(image.dtype))
     _gather(image, out, ys, xs, values)
+
+
+@convert_color.kernel("cuda")
+def _convert_color_cuda(image: Any, *, out: Any, conversion: str) -> None:
+    from numba import cuda
+
+    from . import _cuda_kernels as kern
+
+    stream, launch = _device.stream(), _grid(out.shape)
+    if conversion in _SELECT:
+        kern.select_kernel[launch](image, out, cuda.to_device(np.array(_SELECT[conversion], np.int64), stream=stream))
+    elif conversion in _GRAY:
+        order = list(_GRAY[conversion])  # weights in input channel order
+        if np.dtype(image.dtype).kind == "f":
+            wf = np.zeros(3, np.float32)
+            wf[order] = _GRAY_FLOAT
+            kern.gray_float_kernel[launch](image, out, cuda.to_device(wf, stream=stream))
+        else:
+            wi = np.zeros(3, np.int64)
+            wi[order] = _GRAY_INT
+            kern.gray_int_kernel[launch](image, out, cuda.to_device(wi, stream=stream), _GRAY_SHIFT)
+    else:
+        kern.yuv420_kernel[launch](image, out, *_YUV[conversion])

@@ -13,8 +13,11 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from ._color import _CUB, _CUG, _CVG, _CVR, _CY, _YUV_SHIFT
+
 __all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel", "int_to_double_kernel", "int_to_float_kernel", "int_to_int_kernel",
-           "normalize_kernel", "to_chw_kernel", "to_hwc_kernel"]
+           "normalize_kernel", "to_chw_kernel", "to_hwc_kernel",
+           "select_kernel", "gray_int_kernel", "gray_float_kernel", "yuv420_kernel"]
 
 
 @cuda.jit
@@ -108,3 +111,54 @@ def gather_kernel(src: Any, dst: Any, ys: Any, xs: Any, fill: Any) -> None:  # p
         sy, sx = ys[y], xs[x]
         for k in range(dst.shape[3]):
             dst[n, y, x, k] = src[n, sy, sx, k] if sy >= 0 and sx >= 0 else fill[k]
+
+
+@cuda.jit
+def select_kernel(src: Any, dst: Any, order: Any) -> None:  # pragma: no cover (device code)
+    x, y, n = cuda.grid(3)
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
+        for k in range(dst.shape[3]):
+            dst[n, y, x, k] = src[n, y, x, order[k]]
+
+
+@cuda.jit
+def gray_int_kernel(src: Any, dst: Any, wts: Any, shift: Any) -> None:  # pragma: no cover (device code)
+    x, y, n = cuda.grid(3)
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
+        half = 1 << (shift - 1)
+        acc = np.int64(src[n, y, x, 0]) * wts[0] + np.int64(src[n, y, x, 1]) * wts[1] + np.int64(src[n, y, x, 2]) * wts[2]
+        dst[n, y, x, 0] = (acc + half) >> shift
+
+
+@cuda.jit
+def gray_float_kernel(src: Any, dst: Any, wts: Any) -> None:  # pragma: no cover (device code)
+    x, y, n = cuda.grid(3)
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
+        dst[n, y, x, 0] = src[n, y, x, 0] * wts[0] + src[n, y, x, 1] * wts[1] + src[n, y, x, 2] * wts[2]
+
+
+@cuda.jit
+def yuv420_kernel(src: Any, dst: Any, nv12: Any, bidx: Any) -> None:  # pragma: no cover (device code)
+    """A YUV 4:2:0 frame ``[H*3/2, W, 1]`` (the Y plane, then NV12's interleaved UV rows or I420's U
+    and V planes) → colour, BT.601 limited range in 20-bit fixed point, as the CPU twin (OpenCV's)."""
+    x, y, n = cuda.grid(3)
+    h, w = dst.shape[1], dst.shape[2]
+    if n < dst.shape[0] and y < h and x < w:
+        pixels = h * w
+        crow = y // 2
+        if nv12:
+            iu = pixels + crow * w + (x // 2) * 2
+            iv = iu + 1
+        else:
+            iu = pixels + crow * (w // 2) + x // 2
+            iv = iu + pixels // 4
+        u = np.int64(src[n, iu // w, iu % w, 0]) - 128
+        v = np.int64(src[n, iv // w, iv % w, 0]) - 128
+        luma = np.int64(src[n, y, x, 0]) - 16
+        yy = (luma if luma > 0 else 0) * _CY + (1 << (_YUV_SHIFT - 1))
+        r = min(max((yy + _CVR * v) >> _YUV_SHIFT, 0), 255)
+        g = min(max((yy + _CVG * v + _CUG * u) >> _YUV_SHIFT, 0), 255)
+        b = min(max((yy + _CUB * u) >> _YUV_SHIFT, 0), 255)
+        dst[n, y, x, bidx] = b
+        dst[n, y, x, 1] = g
+        dst[n, y, x, 2 - bidx] = r

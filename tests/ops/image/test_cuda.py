@@ -22,7 +22,8 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
 
 
-@pytest.mark.parametrize("op", [image.normalize, image.to_dtype, image.layout, image.flip, image.crop, image.center_crop, image.pad],
+@pytest.mark.parametrize("op", [image.normalize, image.to_dtype, image.layout, image.flip, image.crop, image.center_crop, image.pad,
+                                image.convert_color],
                          ids=lambda op: op.name)
 def test_the_cuda_kernel_matches_the_reference_for_every_dtype(op: Op) -> None:
     """The kit runs the kernel on device copies (outputs poisoned twice, inputs checked untouched)
@@ -58,6 +59,17 @@ def test_a_dense_gpu_batch_runs_in_one_call_and_equals_the_samples_on_the_cpu() 
     want16 = image.layout(image.normalize(batch, mean=[0.5], std=[0.5], dtype="float16"))
     np.testing.assert_allclose(chw.copy_to_host().astype(np.float32), want16.astype(np.float32), rtol=0,
                                atol=image.normalize.tolerance["float16"])  # a GPU may contract to FMA
+
+
+@pytest.mark.parametrize("conversion", ["nv12_to_rgb", "i420_to_bgr"])
+def test_yuv_420_frames_convert_on_the_gpu_as_on_the_cpu(conversion: str) -> None:
+    """Camera / video-decoder frames (Y plane, then chroma at half resolution), a batch of two."""
+    rng = _rng()
+    h, w = 2 * int(rng.integers(1, 6)), 2 * int(rng.integers(1, 12))
+    frames = rng.integers(0, 256, (2, h * 3 // 2, w, 1), dtype=np.uint8)
+    got = image.convert_color(cuda.to_device(frames), conversion=conversion).copy_to_host()
+    assert got.shape == (2, h, w, 3)
+    np.testing.assert_array_equal(got, np.stack([image.convert_color(f, conversion=conversion) for f in frames]))
 
 
 def test_gpu_inputs_are_checked_like_host_ones() -> None:
