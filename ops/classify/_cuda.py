@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import _device
 from ._softmax import log_softmax, sigmoid, softmax
+from ._topk import topk
 
 
 def _rows(logits: Any, out: Any, log: bool) -> None:
@@ -32,3 +33,11 @@ def _sigmoid_cuda(logits: Any, *, out: Any) -> None:
 
     n, c = logits.shape
     sigmoid_kernel[((c + 127) // 128, n), (128, 1), _device.stream()](logits, out)
+
+
+@topk.kernel("cuda")
+def _topk_cuda(scores: Any, *, out: tuple[Any, Any], k: int) -> None:
+    from ._cuda_kernels import topk_kernel
+
+    n, c = scores.shape
+    topk_kernel[((c + 127) // 128, n), (128, 1), _device.stream()](scores, out[0], out[1], k)

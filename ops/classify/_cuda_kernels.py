@@ -9,7 +9,7 @@ from typing import Any
 
 from numba import cuda, float64
 
-__all__ = ["THREADS", "sigmoid_kernel", "softmax_kernel"]
+__all__ = ["THREADS", "sigmoid_kernel", "softmax_kernel", "topk_kernel"]
 
 THREADS = 32  # threads per row: one warp (a power of two: the tree reductions halve it)
 
@@ -94,3 +94,26 @@ def sigmoid_kernel(x: Any, out: Any) -> None:  # pragma: no cover (device code)
             return
         e = math.exp(-abs(v))
         out[row, j] = 1.0 / (1.0 + e) if v >= 0 else e / (1.0 + e)
+
+
+@cuda.jit
+def topk_kernel(s: Any, values: Any, indices: Any, k: Any) -> None:  # pragma: no cover (device code)
+    """A thread per score counts the scores ranked before it — NaN first (in index order), then
+    descending, ties by the lower index (a strict total order, so every rank is taken once) — and
+    writes itself at its rank when that is below ``k``."""
+    j, row = cuda.grid(2)
+    c = s.shape[1]
+    if row < s.shape[0] and j < c:
+        v = s[row, j]
+        v_nan = v != v
+        rank = 0
+        for i in range(c):
+            u = s[row, i]
+            if u != u:
+                if not v_nan or i < j:
+                    rank += 1
+            elif not v_nan and (u > v or (u == v and i < j)):
+                rank += 1
+        if rank < k:
+            values[row, rank] = v
+            indices[row, rank] = j
