@@ -174,15 +174,18 @@ class HttpFrontend:
             inputs, params = decode_generate(parsed, servable.inputs, batched)
             outputs, request_id = None, ""
 
-        def encode(result: InferResponse) -> Any:
-            return json.loads(encode_response(result, req, binary_ok=False)[0]) if v2 else encode_generate(result, batched)
+        def encode(result: InferResponse) -> bytes:
+            """A response as JSON bytes: a v2 response (tensors in JSON), or a generate answer."""
+            if v2:
+                return encode_response(result, req, binary_ok=False)[0]
+            return json.dumps(encode_generate(result, batched), separators=(",", ":")).encode()
 
         if not stream:
             if servable.decoupled:
                 raise InvalidArgumentError(f"{servable.label} streams its responses (it is decoupled); call "
                                            f"POST /v2/models/{servable.name}/generate_stream")
             result = await self.engine.submit(servable, inputs, request_id=request_id, parameters=params, outputs=outputs)
-            return _json(encode(result))
+            return web.Response(body=encode(result), content_type=_JSON)
         responses = self.engine.submit_stream(servable, inputs, request_id=request_id, parameters=params, outputs=outputs)
         return await _events(request, responses, encode)
 
@@ -326,7 +329,7 @@ def _compressed(request: web.BaseRequest, response: web.Response) -> web.Respons
 
 
 async def _events(request: web.BaseRequest, responses: AsyncIterator[InferResponse],
-                  encode: Callable[[InferResponse], Any]) -> web.StreamResponse:
+                  encode: Callable[[InferResponse], bytes]) -> web.StreamResponse:
     """Server-sent events, one ``data:`` event per response. The first response (or error) is
     awaited before the status is sent, so a request that fails at once gets its HTTP error; a
     later error is an ``{"error": ...}`` event and ends the stream."""
@@ -342,20 +345,25 @@ async def _events(request: web.BaseRequest, responses: AsyncIterator[InferRespon
         await stream.prepare(request)
         item = first
         while item is not None:
-            await stream.write(_event(encode(item)))
+            await stream.write(_event(encode(item)))  # already JSON
             item = await anext(responses, None)
     except EngineError as e:
-        await stream.write(_event({"error": str(e)}))
+        await stream.write(_event(_error_json(str(e))))
     except (ConnectionError, asyncio.CancelledError):
         raise  # the client left: the finally below stops the stream's work
     except Exception as e:
-        await stream.write(_event({"error": f"internal error: {type(e).__name__}: {e}"}))
+        await stream.write(_event(_error_json(f"internal error: {type(e).__name__}: {e}")))
     finally:
         await responses.aclose()  # type: ignore[attr-defined]
     await stream.write_eof()
     return stream
 
 
-def _event(value: Any) -> bytes:
-    return b"data: " + json.dumps(value, separators=(",", ":")).encode() + b"\n\n"
+def _error_json(message: str) -> bytes:
+    return json.dumps({"error": message}, separators=(",", ":")).encode()
+
+
+def _event(data: bytes) -> bytes:
+    """One server-sent event carrying ``data`` (JSON: one line, so one ``data:`` field)."""
+    return b"data: " + data + b"\n\n"
 

@@ -399,27 +399,31 @@ def decode_generate(body: Any, decls: Sequence[_Decl], batched: bool) -> tuple[d
         decl = by_name.get(key)
         if decl is None:
             raise WireError(f"'{key}' is not an input; the inputs are: {', '.join(by_name) or '(none)'}")
-        dims = _dims(key, value)
+        dims, flat = _dims(key, value)
         declared = decl.shape
         if len(dims) > len(declared):
             raise WireError(f"input '{key}' is declared {list(declared)}; given a value of shape {list(dims)}")
         shape = [1] * (len(declared) - len(dims)) + dims
         if batched:
             shape = [1, *shape]
-        inputs[key] = json_tensor(key, decl.datatype, shape, _flatten(value) if isinstance(value, list) else [value])
+        inputs[key] = json_tensor(key, decl.datatype, shape, flat)
     return inputs, params or None
 
 
-def _dims(name: str, value: Any) -> list[int]:
-    """A (nested) array's shape; a ragged one is an error."""
+def _dims(name: str, value: Any) -> tuple[list[int], list[Any]]:
+    """A (nested) array's shape and its elements, flat (a scalar: no dims, one element); a ragged
+    array is an error."""
+    if not isinstance(value, list):
+        return [], [value]
     dims: list[int] = []
-    x = value
+    x: Any = value
     while isinstance(x, list):
         dims.append(len(x))
         x = x[0] if x else None
-    if dims and len(_flatten(value)) != math.prod(dims):
+    flat = _flatten(value)
+    if len(flat) != math.prod(dims):
         raise WireError(f"input '{name}': the nested arrays are ragged (not all rows have the same length)")
-    return dims
+    return dims, flat
 
 
 def encode_generate(result: InferResponse, batched: bool) -> dict[str, Any]:
