@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ._device import is_device_array
+
 __all__ = ["ArrayKind", "from_host", "is_bytes_like", "kind_of", "to_host"]
 
 ArrayKind = str  # "numpy" | "torch" | "cuda" | "bytes"
@@ -33,7 +35,7 @@ def kind_of(x: Any) -> ArrayKind:
         return "bytes"
     if _is_torch(x):
         return "cuda" if x.is_cuda else "torch"
-    if hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith(("numba.cuda", "numba_cuda")):
+    if is_device_array(x):
         return "cuda"  # CuPy, Numba device arrays (the CUDA simulator's too)
     raise TypeError(f"expected a NumPy array, a torch tensor, a CuPy array or bytes, got {type(x).__name__}")
 

@@ -42,6 +42,10 @@ def _is_numba(x: Any) -> bool:
     return module.startswith("numba.cuda") or module.startswith("numba_cuda")
 
 
+def _is_cupy(x: Any) -> bool:
+    return type(x).__module__.startswith("cupy")
+
+
 def is_device_array(x: Any) -> bool:
     """A torch CUDA tensor, a CuPy array, a Numba device array (simulated or not), or anything
     with ``__cuda_array_interface__``."""
@@ -77,7 +81,7 @@ def empty_like(x: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
         import torch
 
         return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, device=x.device)
-    if type(x).__module__.startswith("cupy"):
+    if _is_cupy(x):
         import cupy
 
         return cupy.empty(shape, dtype)
@@ -93,7 +97,7 @@ def caller_stream(x: Any) -> Any:
         from numba import cuda
 
         return cuda.external_stream(torch.cuda.current_stream(x.device).cuda_stream)
-    if type(x).__module__.startswith("cupy"):
+    if _is_cupy(x):
         import cupy
         from numba import cuda
 
@@ -126,6 +130,6 @@ def to_host_copy(x: Any) -> np.ndarray:
     """A GPU array copied to the host."""
     if _is_torch_cuda(x):
         return x.detach().cpu().numpy()
-    if type(x).__module__.startswith("cupy"):
+    if _is_cupy(x):
         return x.get()
     return as_kernel_array(x).copy_to_host()

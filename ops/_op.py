@@ -346,15 +346,16 @@ class BoundOp:
         metas = tuple(_device.meta(x) for x in inputs)
         # a dense batch (N first) runs in one launch; one sample is a batch of one to the kernel
         dense = any(m.ndim == spec.rank + 1 for m, spec in zip(metas, op.inputs))
+        lead: tuple[int, ...] = ()  # the outputs' batch axis: none for one sample
         if dense:
             sizes = {m.shape[0] for m in metas}
             if len(sizes) > 1 or any(m.ndim != spec.rank + 1 for m, spec in zip(metas, op.inputs)):
                 raise InputError(f"{op.name}: GPU inputs disagree on the batch: shapes {[list(m.shape) for m in metas]}")
+            lead = (sizes.pop(),)
             metas = tuple(_device.Meta(m.shape[1:], m.dtype) for m in metas)
         _check_sample(op, metas, None)
         shapes = op.infer(*metas, **self.params)
-        n = _device.meta(first).shape[0] if dense else None
-        outs = [_device.empty_like(first, tuple(shape) if n is None else (n, *shape), np.dtype(dtype)) for shape, dtype in shapes]
+        outs = [_device.empty_like(first, (*lead, *shape), np.dtype(dtype)) for shape, dtype in shapes]
         with _device.launching(_device.caller_stream(first)):
             ins = [_device.batch_view(x, dense) for x in inputs]
             views = [_device.batch_view(o, dense) for o in outs]
