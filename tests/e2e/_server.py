@@ -198,3 +198,33 @@ def assert_sigterm_lets_it_finish(server: Server, call: Callable[[], Any], answe
     assert len(results) == 1 and not isinstance(results[0], Exception), results
     assert np.array_equal(results[0], answer), results
     assert "twinpipe: stopped" in log
+
+
+def queue_full_then_deadline(infer: Callable[[int, int | None], Any]) -> tuple[Any, Any, list[Any]]:
+    """Drive the ``slow`` model (one at a time, ``max_queue_size: 2``) into its two refusals:
+    a 1.5 s request runs, two wait, a fourth is refused at once (queue full); then, behind a 1 s
+    request, one with a 50 ms timeout waits past it (deadline). ``infer(ms, timeout_us)`` makes one
+    request from its own client and returns its result or the exception it raised. Returns (the
+    queue-full answer, the deadline answer, the answers of the three that ran)."""
+    results: dict[int, Any] = {}
+
+    def call(k: int, ms: int, timeout_us: int | None = None) -> None:
+        results[k] = infer(ms, timeout_us)
+
+    busy = threading.Thread(target=call, args=(0, 1500))
+    busy.start()
+    time.sleep(0.3)
+    waiting = [threading.Thread(target=call, args=(k, 10)) for k in (1, 2)]
+    for t in waiting:
+        t.start()
+    time.sleep(0.3)
+    call(3, 10)  # the queue holds 2: refused at once
+    busy.join()
+    for t in waiting:
+        t.join()
+    busy = threading.Thread(target=call, args=(5, 1000))
+    busy.start()
+    time.sleep(0.3)
+    call(4, 10, 50_000)
+    busy.join()
+    return results[3], results[4], [results[k] for k in (0, 1, 2)]

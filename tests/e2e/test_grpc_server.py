@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,14 @@ from twinpipe.ops import classify, image
 from twinpipe.pipelines import asset_path
 from twinpipe.runtime._proto import kserve_pb2
 
-from ._server import DATATYPES, Server, assert_sigterm_lets_it_finish, build_repository, small_cnn
+from ._server import (
+    DATATYPES,
+    Server,
+    assert_sigterm_lets_it_finish,
+    build_repository,
+    queue_full_then_deadline,
+    small_cnn,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
@@ -202,38 +207,18 @@ def test_errors_map_to_their_grpc_status(client: tg.InferenceServerClient, serve
 
 
 def test_queue_full_and_deadline_statuses(server: Server) -> None:
-    results: dict[int, Any] = {}
-
-    def call(k: int, ms: int, timeout_us: int | None = None) -> None:
+    def infer(ms: int, timeout_us: int | None) -> Any:
         c = tg.InferenceServerClient(server.grpc)
         try:
-            results[k] = c.infer("slow", [_input("x", np.full((1, 1), ms, np.int32), "INT32")], timeout=timeout_us)
+            return c.infer("slow", [_input("x", np.full((1, 1), ms, np.int32), "INT32")], timeout=timeout_us)
         except InferenceServerException as e:
-            results[k] = e
+            return e
 
-    busy = threading.Thread(target=call, args=(0, 1500))
-    busy.start()
-    time.sleep(0.3)
-    waiting = [threading.Thread(target=call, args=(k, 10)) for k in (1, 2)]
-    for t in waiting:
-        t.start()
-    time.sleep(0.3)
-    call(3, 10)  # the queue holds 2: refused at once
-    late = threading.Thread(target=call, args=(4, 10, 50_000))
-    busy.join()
-    for t in waiting:
-        t.join()
-    assert isinstance(results[3], InferenceServerException) and _status(results[3]) == "UNAVAILABLE"
-    assert "queue full" in str(results[3])
-    assert all(not isinstance(results[k], Exception) for k in (0, 1, 2))
-    results.clear()
-    busy = threading.Thread(target=call, args=(0, 1000))
-    busy.start()
-    time.sleep(0.3)
-    late.start()
-    late.join()
-    busy.join()
-    assert isinstance(results[4], InferenceServerException) and _status(results[4]) == "DEADLINE_EXCEEDED"
+    full, late, ran = queue_full_then_deadline(infer)
+    assert isinstance(full, InferenceServerException) and _status(full) == "UNAVAILABLE"
+    assert "queue full" in str(full)
+    assert all(not isinstance(r, Exception) for r in ran)
+    assert isinstance(late, InferenceServerException) and _status(late) == "DEADLINE_EXCEEDED"
 
 
 def test_sequences_keep_their_state_between_requests(client: tg.InferenceServerClient) -> None:

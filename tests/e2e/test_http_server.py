@@ -11,8 +11,6 @@ import json
 import os
 import socket
 import subprocess
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +33,7 @@ from ._server import (
     assert_sigterm_lets_it_finish,
     build_repository,
     find_perf_analyzer,
+    queue_full_then_deadline,
     small_cnn,
     write_python_models,
 )
@@ -213,34 +212,17 @@ def test_errors_answer_with_their_http_status_and_the_server_goes_on(client: th.
 
 
 def test_queue_full_is_503_and_a_passed_deadline_504(server: Server) -> None:
-    results: dict[int, Any] = {}
-
-    def call(k: int, ms: int, timeout_us: int | None = None) -> None:
+    def infer(ms: int, timeout_us: int | None) -> Any:
         c = th.InferenceServerClient(server.http, network_timeout=60)
         try:
-            results[k] = c.infer("slow", [_input("x", np.full((1, 1), ms, np.int32), "INT32")], timeout=timeout_us)
+            return c.infer("slow", [_input("x", np.full((1, 1), ms, np.int32), "INT32")], timeout=timeout_us)
         except InferenceServerException as e:
-            results[k] = e
+            return e
 
-    busy = threading.Thread(target=call, args=(0, 1500))
-    busy.start()
-    time.sleep(0.3)
-    waiting = [threading.Thread(target=call, args=(k, 10)) for k in (1, 2)]
-    for t in waiting:
-        t.start()
-    time.sleep(0.3)
-    call(3, 10)  # the queue holds 2: refused at once
-    busy.join()
-    for t in waiting:
-        t.join()
-    assert isinstance(results[3], InferenceServerException) and _status(results[3]) == 503 and "queue full" in str(results[3])
-    assert all(not isinstance(results[k], Exception) for k in (0, 1, 2))
-    busy = threading.Thread(target=call, args=(5, 1000))
-    busy.start()
-    time.sleep(0.3)
-    call(4, 10, 50_000)
-    busy.join()
-    assert isinstance(results[4], InferenceServerException) and _status(results[4]) == 504, results[4]
+    full, late, ran = queue_full_then_deadline(infer)
+    assert isinstance(full, InferenceServerException) and _status(full) == 503 and "queue full" in str(full)
+    assert all(not isinstance(r, Exception) for r in ran)
+    assert isinstance(late, InferenceServerException) and _status(late) == 504, late
 
 
 def test_raw_json_requests_get_v2_json_replies(server: Server) -> None:
