@@ -253,6 +253,9 @@ def test_statistics_and_metrics_count_the_requests(client: tg.InferenceServerCli
     assert stats.inference_stats.success.count == before + 3 and stats.inference_stats.success.ns > 0
     with pytest.raises(InferenceServerException):
         client.infer("boom", [_input("x", -np.ones((1, 1), np.float32), "FP32")])
+    # a batched model and a pipeline of its own (under xdist the tests that call them may run elsewhere)
+    client.infer("cnn", [_input("pixels", np.ones((1, 3, 32, 32), np.float32), "FP32")])
+    client.infer("classify", [_input("image", np.array([asset_path("coffee.jpg").read_bytes()], dtype=object), "BYTES")])
     text = urllib.request.urlopen(server.metrics, timeout=10).read().decode()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples[("twinpipe_request_success_total", (("model", "echo_fp32"), ("version", "1")))] >= 3
