@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Meta", "as_kernel_array", "batch_view", "empty_like", "is_device_array", "launching", "stream", "to_device", "to_host_copy"]
+__all__ = ["Meta", "as_kernel_array", "batch_view", "empty_like", "is_device_array", "launching", "scratch", "stream", "table",
+           "to_device", "to_host_copy"]
 
-_STREAM: contextvars.ContextVar[Any] = contextvars.ContextVar("twinpipe_cuda_stream", default=0)
+# (the stream kernels launch on, the caller's array whose kind scratch buffers take)
+_LAUNCH: contextvars.ContextVar[tuple[Any, Any]] = contextvars.ContextVar("twinpipe_cuda_launch", default=(0, None))
 
 
 class Meta:
@@ -107,23 +109,58 @@ def caller_stream(x: Any) -> Any:
 
 def stream() -> Any:
     """The stream a kernel launches on (set by the op's dispatch for the duration of the call)."""
-    return _STREAM.get()
+    return _LAUNCH.get()[0]
 
 
 @contextlib.contextmanager
-def launching(on: Any) -> Iterator[None]:
-    token = _STREAM.set(on)
+def launching(like: Any) -> Iterator[None]:
+    """Kernels launched inside run on ``like``'s current stream and take scratch memory of its kind
+    (``None``: Numba's default stream and allocator)."""
+    token = _LAUNCH.set((0 if like is None else caller_stream(like), like))
     try:
         yield
     finally:
-        _STREAM.reset(token)
+        _LAUNCH.reset(token)
+
+
+def scratch(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A temporary device array (a Numba view) from the caller's allocator: torch's or CuPy's
+    caching pool, so a kernel's intermediate costs no ``cudaMalloc``."""
+    like = _LAUNCH.get()[1]
+    if like is None:
+        from numba import cuda
+
+        return cuda.device_array(shape, np.dtype(dtype), stream=stream())
+    return as_kernel_array(empty_like(like, shape, np.dtype(dtype)))
+
+
+_TABLES: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}
+
+
+def table(host: np.ndarray) -> Any:
+    """A device copy of a read-only, long-lived host table (resampling taps, index maps), made
+    once per device. The cache holds the host array, so its ``id`` cannot be reused meanwhile."""
+    from numba import cuda
+
+    try:
+        device = int(cuda.current_context().device.id)  # type: ignore[no-untyped-call]
+    except AttributeError:  # the simulator has one device
+        device = 0
+    key = (device, id(host))
+    hit = _TABLES.get(key)
+    if hit is None:
+        if len(_TABLES) >= 256:
+            _TABLES.pop(next(iter(_TABLES)))
+        hit = _TABLES[key] = (host, cuda.to_device(np.ascontiguousarray(host)))
+    return hit[1]
 
 
 def to_device(x: np.ndarray) -> Any:
-    """A host array copied to a Numba device array (the testing kit's way onto the GPU or simulator)."""
+    """A host array copied to a Numba device array on the current stream (small parameters; the
+    testing kit's way onto the GPU or simulator)."""
     from numba import cuda
 
-    return cuda.to_device(np.ascontiguousarray(x))
+    return cuda.to_device(np.ascontiguousarray(x), stream=stream())
 
 
 def to_host_copy(x: Any) -> np.ndarray:

@@ -341,7 +341,7 @@ class BoundOp:
             )
         first = next(x for x in inputs if _device.is_device_array(x))
         if op.infer is None:
-            with _device.launching(_device.caller_stream(first)):
+            with _device.launching(first):
                 return kernel.fn(*(_device.as_kernel_array(x) for x in inputs), **self.params)
         metas = tuple(_device.meta(x) for x in inputs)
         # a dense batch (N first) runs in one launch; one sample is a batch of one to the kernel
@@ -356,7 +356,7 @@ class BoundOp:
         _check_sample(op, metas, None)
         shapes = op.infer(*metas, **self.params)
         outs = [_device.empty_like(first, (*lead, *shape), np.dtype(dtype)) for shape, dtype in shapes]
-        with _device.launching(_device.caller_stream(first)):
+        with _device.launching(first):
             ins = [_device.batch_view(x, dense) for x in inputs]
             views = [_device.batch_view(o, dense) for o in outs]
             kernel.fn(*ins, out=views[0] if len(views) == 1 else tuple(views), **self.params)

@@ -14,10 +14,12 @@ import numpy as np
 from numba import cuda
 
 from ._color import _CUB, _CUG, _CVG, _CVR, _CY, _YUV_SHIFT
+from ._resample import FRAC, MID
 
 __all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel", "int_to_double_kernel", "int_to_float_kernel", "int_to_int_kernel",
            "normalize_kernel", "to_chw_kernel", "to_hwc_kernel",
-           "select_kernel", "gray_int_kernel", "gray_float_kernel", "yuv420_kernel"]
+           "select_kernel", "gray_int_kernel", "gray_float_kernel", "yuv420_kernel",
+           "resample_int_kernel", "resample_float_kernel", "crop_normalize_kernel", "border_kernel"]
 
 
 @cuda.jit
@@ -162,3 +164,80 @@ def yuv420_kernel(src: Any, dst: Any, nv12: Any, bidx: Any) -> None:  # pragma: 
         dst[n, y, x, bidx] = b
         dst[n, y, x, 1] = g
         dst[n, y, x, 2 - bidx] = r
+
+
+# -- resampling: one separable pass per launch over a window of the output (see _resample) -----
+# A pass reads along one axis: output (y, x) uses table row t = base + x (horizontal) or base + y
+# (vertical), taps ``first[t] - along + j`` on that axis and ``x + across`` / ``y + across`` on the
+# other, so the same kernel serves both passes, both orders and a window of the output.
+
+
+@cuda.jit
+def resample_int_kernel(src: Any, dst: Any, first: Any, wts: Any, horizontal: Any, base: Any, along: Any, across: Any,
+                        final: Any) -> None:  # pragma: no cover (device code)
+    """uint8 fixed point: 14-bit weights; the first pass keeps 7 fraction bits clamped to
+    [0, 255 << 7] (int16), the ``final`` one rounds half up and saturates to uint8: the CPU's sums
+    exactly."""
+    x, y, n = cuda.grid(3)
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
+        t = base + (x if horizontal else y)
+        f = first[t] - along
+        row, col = y + across, x + across
+        shift = FRAC + MID if final else FRAC - MID
+        top = 255 if final else 255 << MID
+        for k in range(dst.shape[3]):
+            acc = 0
+            for j in range(wts.shape[1]):
+                v = src[n, row, f + j, k] if horizontal else src[n, f + j, col, k]
+                acc += wts[t, j] * np.int32(v)
+            r = (acc + (1 << (shift - 1))) >> shift
+            dst[n, y, x, k] = min(max(r, 0), top)
+
+
+@cuda.jit
+def resample_float_kernel(src: Any, dst: Any, first: Any, wts: Any, horizontal: Any, base: Any, along: Any, across: Any,
+                          vmax: Any) -> None:  # pragma: no cover (device code)
+    """float32 sums; an integer ``dst`` (``vmax`` > 0) rounds half to even and saturates."""
+    x, y, n = cuda.grid(3)
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2]:
+        t = base + (x if horizontal else y)
+        f = first[t] - along
+        row, col = y + across, x + across
+        for k in range(dst.shape[3]):
+            acc = np.float32(0)
+            for j in range(wts.shape[1]):
+                v = src[n, row, f + j, k] if horizontal else src[n, f + j, col, k]
+                acc += wts[t, j] * np.float32(v)
+            if vmax > 0:
+                dst[n, y, x, k] = min(max(round(acc), 0), vmax)
+            else:
+                dst[n, y, x, k] = acc
+
+
+@cuda.jit
+def crop_normalize_kernel(window: Any, dst: Any, scale: Any, mean: Any, std: Any, top: Any, left: Any,
+                          chw: Any) -> None:  # pragma: no cover (device code)
+    """The fused op's last step: ``(v * scale - mean) / std`` in float32 for each pixel of the crop
+    (``v`` the resized window's pixel at ``(y - top, x - left)``, 0 outside it), CHW or HWC."""
+    x, y, n = cuda.grid(3)
+    ch, cw = (dst.shape[2], dst.shape[3]) if chw else (dst.shape[1], dst.shape[2])
+    if n < dst.shape[0] and y < ch and x < cw:
+        wy, wx = y - top, x - left
+        inside = 0 <= wy < window.shape[1] and 0 <= wx < window.shape[2]
+        for k in range(window.shape[3]):
+            v = np.float32(window[n, wy, wx, k]) if inside else np.float32(0)
+            r = (v * scale - mean[k]) / std[k]
+            if chw:
+                dst[n, k, y, x] = r
+            else:
+                dst[n, y, x, k] = r
+
+
+@cuda.jit
+def border_kernel(dst: Any, top: Any, left: Any, height: Any, width: Any, fill: Any) -> None:  # pragma: no cover (device code)
+    """``fill`` everywhere outside the ``height × width`` box at ``(top, left)`` (the letterbox's bars)."""
+    x, y, n = cuda.grid(3)
+    inside = top <= y < top + height and left <= x < left + width
+    if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2] and not inside:
+        for k in range(dst.shape[3]):
+            dst[n, y, x, k] = fill[k]

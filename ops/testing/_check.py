@@ -167,7 +167,7 @@ def _on_device(kernel: Kernel, inputs: tuple[Any, ...], outs: tuple[np.ndarray, 
     """Run a CUDA kernel on device copies of ``inputs`` and ``outs``; the outputs copied back."""
     dev_in = tuple(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs)
     dev_out = tuple(_device.to_device(o) for o in outs)
-    with _device.launching(0):  # a CUDA kernel takes dense batches: one sample is a batch of one
+    with _device.launching(None):  # a CUDA kernel takes dense batches: one sample is a batch of one
         views = [_device.batch_view(d, False) for d in dev_out]
         kernel.fn(*(_device.batch_view(d, False) for d in dev_in), out=views[0] if len(views) == 1 else tuple(views),
                   **params, **drawn)

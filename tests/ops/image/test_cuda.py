@@ -23,7 +23,7 @@ def _rng() -> np.random.Generator:
 
 
 @pytest.mark.parametrize("op", [image.normalize, image.to_dtype, image.layout, image.flip, image.crop, image.center_crop, image.pad,
-                                image.convert_color],
+                                image.convert_color, image.resize, image.resize_crop_normalize, image.letterbox],
                          ids=lambda op: op.name)
 def test_the_cuda_kernel_matches_the_reference_for_every_dtype(op: Op) -> None:
     """The kit runs the kernel on device copies (outputs poisoned twice, inputs checked untouched)
@@ -59,6 +59,27 @@ def test_a_dense_gpu_batch_runs_in_one_call_and_equals_the_samples_on_the_cpu() 
     want16 = image.layout(image.normalize(batch, mean=[0.5], std=[0.5], dtype="float16"))
     np.testing.assert_allclose(chw.copy_to_host().astype(np.float32), want16.astype(np.float32), rtol=0,
                                atol=image.normalize.tolerance["float16"])  # a GPU may contract to FMA
+
+
+def test_a_gpu_batch_resizes_bit_exactly_as_the_cpu_in_every_filter() -> None:
+    """uint8 resampling is the CPU's fixed point on the GPU too: equal, not close."""
+    rng = _rng()
+    batch = rng.integers(0, 256, (2, int(rng.integers(5, 30)), int(rng.integers(5, 30)), 3), dtype=np.uint8)
+    on_gpu = cuda.to_device(batch)
+    for interpolation in ("nearest", "bilinear", "bicubic", "area"):
+        size = [int(rng.integers(2, 24)), int(rng.integers(2, 24))]
+        got = image.resize(on_gpu, size=size, interpolation=interpolation).copy_to_host()
+        np.testing.assert_array_equal(got, image.resize(batch, size=size, interpolation=interpolation), err_msg=interpolation)
+    fused = image.resize_crop_normalize(on_gpu, size=7, crop=[5, 6], dtype="float16")
+    assert fused.shape == (2, 3, 5, 6)
+    want16 = image.resize_crop_normalize(batch, size=7, crop=[5, 6], dtype="float16")
+    np.testing.assert_allclose(fused.copy_to_host().astype(np.float32), want16.astype(np.float32), rtol=0,
+                               atol=image.resize_crop_normalize.tolerance["float16"][0])  # a GPU may contract to FMA
+    boxed, scale, offset = image.letterbox(on_gpu, size=[9, 7], fill=[1, 2, 3])
+    want = image.letterbox(batch, size=[9, 7], fill=[1, 2, 3])
+    np.testing.assert_array_equal(boxed.copy_to_host(), want.image)
+    np.testing.assert_array_equal(scale.copy_to_host(), want.scale)
+    np.testing.assert_array_equal(offset.copy_to_host(), want.offset)
 
 
 @pytest.mark.parametrize("conversion", ["nv12_to_rgb", "i420_to_bgr"])
