@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Meta", "as_kernel_array", "batch_view", "empty_like", "is_device_array", "launching", "scratch", "stream", "table",
+__all__ = ["Meta", "as_kernel_array", "batch_view", "empty", "empty_like", "is_device_array", "launching", "scratch", "stream", "table",
            "to_device", "to_host_copy"]
 
 # (the stream kernels launch on, the caller's array whose kind scratch buffers take)
@@ -123,15 +123,20 @@ def launching(like: Any) -> Iterator[None]:
         _LAUNCH.reset(token)
 
 
-def scratch(shape: tuple[int, ...], dtype: Any) -> Any:
-    """A temporary device array (a Numba view) from the caller's allocator: torch's or CuPy's
-    caching pool, so a kernel's intermediate costs no ``cudaMalloc``."""
+def empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """An uninitialised GPU array of the caller's kind (a kernel's output whose size it decides)."""
     like = _LAUNCH.get()[1]
     if like is None:
         from numba import cuda
 
         return cuda.device_array(shape, np.dtype(dtype), stream=stream())
-    return as_kernel_array(empty_like(like, shape, np.dtype(dtype)))
+    return empty_like(like, shape, np.dtype(dtype))
+
+
+def scratch(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A temporary device array (a Numba view) from the caller's allocator: torch's or CuPy's
+    caching pool, so a kernel's intermediate costs no ``cudaMalloc``."""
+    return as_kernel_array(empty(shape, dtype))
 
 
 _TABLES: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}

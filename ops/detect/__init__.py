@@ -13,6 +13,7 @@ Variable-length results (``nms``, ``score_threshold``) come as lists in a batch;
 ``multiclass_nms`` pads to ``max_detections`` rows with ``num_detections``, for fixed-shape server outputs.
 """
 
+from . import _cuda  # noqa: F401  (registers the CUDA kernels; they compile on first use)
 from ._boxes import (
     clip_boxes,
     convert_boxes,

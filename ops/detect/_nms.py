@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._device import Meta
 from .._errors import InputError
 from .._op import Op
 from .._params import Float, Int, Optional, Param
@@ -26,7 +27,7 @@ TORCHVISION_SMALL_INPUT = 1000
 _NAME = "detect.nms"
 
 
-def check_rows(op_name: str, n: int, **arrays: np.ndarray) -> None:
+def check_rows(op_name: str, n: int, **arrays: np.ndarray | Meta) -> None:
     for name, a in arrays.items():
         if a.shape[0] != n:
             raise InputError(f"{op_name}: input {name!r} has {a.shape[0]} rows; 'boxes' has {n} (one row per box)")

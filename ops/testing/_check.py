@@ -135,23 +135,31 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
             if not _same(x, b):
                 raise OpCheckError(f"{where}: the kernel modified its input {spec.name!r}")
 
-    if op.infer is None:
-        got = kernel.fn(*inputs, **params, **drawn)
-        inputs_untouched()
-        got = (got,) if n == 1 else tuple(got)
+    if op.infer is None:  # the kernel sizes its outputs
+        if kernel.device == "cuda":
+            dev_in = tuple(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs)
+            with _device.launching(None):
+                got = kernel.fn(*dev_in, **params, **drawn)
+            got = (got,) if n == 1 else tuple(got)
+            got = tuple(_device.to_host_copy(g) for g in got)
+            _untouched_on_device(inputs, dev_in, where)
+        else:
+            got = kernel.fn(*inputs, **params, **drawn)
+            inputs_untouched()
+            got = (got,) if n == 1 else tuple(got)
         for spec, g, e in zip(op.outputs, got, expected):
             assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r}")
-        return
-    for which in (0, 1):  # two poisons: an element the kernel never writes differs in one run
-        metas = op.infer(*inputs, **params, **drawn)
-        outs = tuple(_poison(shape, dt, which) for shape, dt in metas)
-        if kernel.device == "cuda":  # on the device (or Numba's simulator): copies in, the kernel, copies out
-            outs = _on_device(kernel, inputs, outs, params, drawn, where)
-        else:
-            kernel.fn(*inputs, out=outs[0] if n == 1 else outs, **params, **drawn)
-            inputs_untouched()
-        for spec, g, e in zip(op.outputs, outs, expected):
-            assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r} (poison {which})")
+    else:
+        for which in (0, 1):  # two poisons: an element the kernel never writes differs in one run
+            metas = op.infer(*inputs, **params, **drawn)
+            outs = tuple(_poison(shape, dt, which) for shape, dt in metas)
+            if kernel.device == "cuda":  # on the device (or Numba's simulator): copies in, the kernel, copies out
+                outs = _on_device(kernel, inputs, outs, params, drawn, where)
+            else:
+                kernel.fn(*inputs, out=outs[0] if n == 1 else outs, **params, **drawn)
+                inputs_untouched()
+            for spec, g, e in zip(op.outputs, outs, expected):
+                assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r} (poison {which})")
     if kernel.device == "cuda" and not op.is_random:  # and through the op's dispatch: GPU arrays in, GPU arrays out
         got = op.bind(**params)(*(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs))
         got = (got,) if n == 1 else tuple(got)
@@ -171,10 +179,14 @@ def _on_device(kernel: Kernel, inputs: tuple[Any, ...], outs: tuple[np.ndarray, 
         views = [_device.batch_view(d, False) for d in dev_out]
         kernel.fn(*(_device.batch_view(d, False) for d in dev_in), out=views[0] if len(views) == 1 else tuple(views),
                   **params, **drawn)
+    _untouched_on_device(inputs, dev_in, where)
+    return tuple(_device.to_host_copy(d) for d in dev_out)
+
+
+def _untouched_on_device(inputs: tuple[Any, ...], dev_in: tuple[Any, ...], where: str) -> None:
     for x, d in zip(inputs, dev_in):
         if isinstance(x, np.ndarray) and not _same(_device.to_host_copy(d), x):
             raise OpCheckError(f"{where}: the kernel modified an input on the device")
-    return tuple(_device.to_host_copy(d) for d in dev_out)
 
 
 def _check_batched_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[str, Any], expected: tuple[Any, ...], where: str) -> None:
