@@ -11,6 +11,7 @@ from ._datatypes import DATATYPES, datatype_of, dtype_of
 from ._executor import Executor, PipelineInputError, RunStats, StepError, StreamingError
 from ._load import load_spec
 from ._pipeline import DEFAULT_SEARCH_PATHS, Pipeline, find_pipeline, load_pipeline
+from ._placement import to_host
 from ._plan import Plan, PlanError, compile_plan
 from ._render import to_dot, to_mermaid, to_png
 from ._resolved import ModelInfo, ResolvedStep, TensorType, ValidPipeline
@@ -55,6 +56,7 @@ __all__ = [
     "load_spec",
     "sample_seed",
     "to_dot",
+    "to_host",
     "to_mermaid",
     "to_png",
     "validate",

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._context import StepContext
+from ._placement import move
 from ._plan import Mode, Plan, PlanStep, compile_plan
 from ._resolved import ValidPipeline
 
@@ -323,12 +324,19 @@ class Executor:
     @staticmethod
     def _arguments(plan: Plan, st: PlanStep, values: list[Any]) -> dict[str, Any]:
         kwargs = {}
+        moves = {c.slot: c.dst for c in st.copies}
         for a, cands in zip(st.args, st.arg_slots):
-            v = _first(values, cands)
-            if v is ABSENT:
+            slot = next((s for s in cands if values[s] is not ABSENT), None)
+            if slot is None:
                 raise StepError(plan.pipeline, st.name, st.kind, st.target,
                                 f"input {a!r}: {plan.slot_names[cands[0]]} was not produced (its step was skipped) "
                                 "and the reference declares no default")
+            v = values[slot]
+            if slot in moves:  # across devices (a no-op where the value is already there)
+                try:
+                    v = move(v, moves[slot])
+                except Exception as e:
+                    raise _step_error(plan, st, e) from e
             kwargs[a] = v
         return kwargs
 

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._placement import Device, cuda_usable, gpu_present, place
 from ._resolved import ValidPipeline
 from ._spec import StepKind, TensorRef
 
 __all__ = ["Copy", "Plan", "PlanError", "PlanStep", "compile_plan", "step_seed_key"]
 
 Mode = Literal["train", "serve"]
-Device = Literal["cpu", "cuda"]
 
 
 class PlanError(ValueError):
@@ -135,12 +135,15 @@ def compile_plan(
     mode: Mode,
     outputs: Sequence[str] | None = None,
     inputs: Sequence[str] = (),
+    gpu: bool | None = None,
 ) -> Plan:
     """Compile ``valid`` for ``mode``, producing ``outputs`` (default: the pipeline's outputs).
 
     ``outputs`` may name pipeline outputs, step outputs (``"pre.image"``) or pipeline inputs.
     ``inputs`` names step outputs to take as given instead of computing them (e.g.
     ``"decode.image"`` for a batch that is already decoded): their producers do not run.
+    ``gpu``: whether ``device: auto`` steps may go to the GPU (default: when this machine has
+    one); see :mod:`._placement`.
     """
     if mode not in ("train", "serve"):
         raise PlanError(f"mode must be 'train' or 'serve', got {mode!r}")
@@ -264,7 +267,14 @@ def compile_plan(
         """Whether a tensor may be absent at run time (its producer has a ``when``)."""
         return tensor not in cut and "." in tensor and steps[tensor.partition(".")[0]].spec.when is not None
 
-    devices: dict[str, Device] = {name: "cuda" if steps[name].spec.device == "cuda" else "cpu" for name in needed}
+    devices = place(steps, topo, producers, consumers, gpu_present() if gpu is None else gpu)
+    if not cuda_usable():
+        for name in topo:
+            if devices[name] == "cuda":
+                step_spec = steps[name].spec
+                where = step_spec.locations.get("device", step_spec.location)
+                raise PlanError(f"{where}: pipeline {spec.name!r}, step {name!r}: device: cuda, but this machine has no CUDA "
+                                "device (torch and Numba see none); use device: auto to run on the CPU where there is no GPU")
     built: list[dict[str, Any]] = []
     for name in topo:
         step = steps[name]
@@ -275,7 +285,7 @@ def compile_plan(
             Copy(slot_of[t], t, src, devices[name])
             for _, cs in reads[name]
             for t in cs
-            if (src := _device_of(t, cut, devices)) != devices[name]
+            if devices[name] != "any" and (src := _device_of(t, cut, devices)) != devices[name]
         )
         if step.fn is None and step.nested is None:
             what = f"{step.spec.kind} {step.spec.target!r}"
@@ -303,7 +313,7 @@ def compile_plan(
                 "takes_ctx": step.spec.kind in ("python", "pipeline"),
                 "streams": step.streams,
                 "seed_key": step_seed_key(name),
-                "simple": not when and all(len(cs) == 1 and not _conditional(cs[0]) for _, cs in reads[name]),
+                "simple": not when and not copies and all(len(cs) == 1 and not _conditional(cs[0]) for _, cs in reads[name]),
                 "pairs": tuple((a, cs[0]) for a, cs in zip((a for a, _ in reads[name]), arg_slots)),
                 "reads": tuple(sorted({s for cs in arg_slots for s in cs} | set(when))),
             }

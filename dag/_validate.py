@@ -160,13 +160,12 @@ class _Validator:
             return
         self.check_args(step, [s.name for s in op.inputs], op.name)
         params = self.check_params(step, op)
-        if step.device == "cuda":
+        if step.device == "cuda" and op.kernel_for("cuda") is None:
             where = step.locations.get("device", step.location)
-            if not any(k.device == "cuda" for k in op.kernels.values()):
-                self.error(where, f"{op.name} has no CUDA kernel yet; use device: cpu or auto", step.name)
-            else:  # the kernel exists, but the executor does not move tensors to the GPU yet: never run it on the CPU silently
-                self.error(where, f"device: cuda is not placed by the executor yet ({op.name} has a CUDA kernel: call it on GPU "
-                                  "arrays directly); use device: cpu or auto", step.name)
+            family = op.name.partition(".")[0]
+            with_cuda = [n for n in sorted(list_ops()) if n.startswith(f"{family}.") and get_op(n).kernel_for("cuda") is not None]
+            more = f" ({family} ops with one: {', '.join(with_cuda)})" if with_cuda else ""
+            self.error(where, f"{op.name} has no CUDA kernel yet; use device: cpu or auto{more}", step.name)
         if params is not None:
             fn = op_step_fn(op.bind(**params))
             self.done(step, StepSignature(op.name, op, params), fn, [s.name for s in op.outputs], is_random=op.is_random, op_name=op.name)

@@ -84,6 +84,10 @@ def _to_torch(x: Any, datatype: str, device: torch.device) -> Any:
     if type(x) is not np.ndarray:
         if isinstance(x, torch.Tensor):
             return x.to(device)
+        if hasattr(x, "__cuda_array_interface__"):  # a CuPy or Numba GPU array (a GPU pipeline step's): no copy
+            return torch.as_tensor(x, device="cuda").to(device)
+        if type(x).__module__.startswith("numba.cuda"):  # Numba's CUDA simulator's arrays live on the host
+            x = x.copy_to_host()
         x = np.asarray(x)
     if x.dtype.hasobject:
         return x  # BYTES: no torch dtype; a python backend gets the array as is

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from twinpipe.dag import DATATYPES, Pipeline, RunStats, StepContext, TensorDecl, datatype_of, dtype_of
+from twinpipe.dag import DATATYPES, Pipeline, RunStats, StepContext, TensorDecl, datatype_of, dtype_of, to_host
 
 from ._batcher import BatcherStats, BatchingPolicy, DynamicBatcher
 from ._instances import InstancePool
@@ -228,7 +228,7 @@ class ServedPipeline:
         out, stats = await self.pipeline.executor.run_with_stats_async(inputs, ctx=ctx, threads=threads)
         if self.on_stats is not None:
             self.on_stats(stats)
-        return out
+        return to_host(out)  # outputs made on the GPU go to the client from the host
 
     async def infer(self, inputs: Mapping[str, Any], *, priority: int | None = None, timeout_us: int | None = None,
                     ctx: StepContext | None = None) -> dict[str, Any]:
@@ -255,7 +255,7 @@ class ServedPipeline:
         start, failed = time.perf_counter(), False
         try:
             async for out in self.pipeline.executor.stream_async(arrays, ctx=ctx):
-                yield out
+                yield to_host(out)
         except Exception:
             failed = True
             raise

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Meta", "as_kernel_array", "batch_view", "empty", "empty_like", "is_device_array", "launching", "scratch", "stream", "table",
-           "to_device", "to_host_copy"]
+__all__ = ["Meta", "as_kernel_array", "batch_view", "cuda_usable", "empty", "empty_like", "gpu_present", "is_device_array", "launching", "scratch", "stream", "table",
+           "to_device", "to_host_copy", "upload"]
 
 # (the stream kernels launch on, the caller's array whose kind scratch buffers take)
 _LAUNCH: contextvars.ContextVar[tuple[Any, Any]] = contextvars.ContextVar("twinpipe_cuda_launch", default=(0, None))
@@ -33,6 +34,35 @@ class Meta:
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
         self.size = int(np.prod(shape))
+
+
+@functools.cache
+def gpu_present() -> bool:
+    """A real CUDA GPU: torch or Numba sees one (Numba's simulator does not count)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except ImportError:  # pragma: no cover (torch is a dependency)
+        pass
+    from numba import config
+
+    if getattr(config, "ENABLE_CUDASIM", 0):
+        return False
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())  # type: ignore[no-untyped-call]
+    except Exception:
+        return False
+
+
+def cuda_usable() -> bool:
+    """A GPU, or Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): GPU steps can run."""
+    from numba import config
+
+    return gpu_present() or bool(getattr(config, "ENABLE_CUDASIM", 0))
 
 
 def _is_torch_cuda(x: Any) -> bool:
@@ -166,6 +196,22 @@ def to_device(x: np.ndarray) -> Any:
     from numba import cuda
 
     return cuda.to_device(np.ascontiguousarray(x), stream=stream())
+
+
+def upload(x: Any) -> Any:
+    """A host array (NumPy, or a torch CPU tensor) on the GPU: a torch CUDA tensor when torch has a
+    GPU (staged through pinned memory from torch's caching host allocator, copied without blocking,
+    on torch's current stream), else a Numba device array (the simulator's, under it)."""
+    if gpu_present():
+        import torch
+
+        if torch.cuda.is_available():
+            t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, copy=not np.asarray(x).flags.writeable))
+            return t.pin_memory().to("cuda", non_blocking=True)
+    from numba import cuda
+
+    host = x.numpy() if type(x).__module__.startswith("torch") else np.asarray(x)
+    return cuda.to_device(np.ascontiguousarray(host), stream=stream())
 
 
 def to_host_copy(x: Any) -> np.ndarray:

@@ -328,11 +328,7 @@ class BoundOp:
         if op.is_random:  # draws and serve mode on the GPU come with the CUDA kernels
             raise InputError(f"{op.name}: random ops do not run on GPU arrays yet; move the input to the host")
         if any(isinstance(x, (list, tuple)) for x in inputs):
-            kernel = op.kernel_for("cuda", batched=True)
-            if kernel is None:
-                raise InputError(f"{op.name}: a list of GPU arrays (a ragged batch) needs a batched CUDA kernel, which "
-                                 f"{op.name} has not yet; call it per sample or stack the batch")
-            return kernel.fn(*inputs, **self.params)
+            return self._call_cuda_ragged(inputs)
         kernel = op.kernel_for("cuda")
         if kernel is None:
             raise InputError(
@@ -360,6 +356,46 @@ class BoundOp:
             ins = [_device.batch_view(x, dense) for x in inputs]
             views = [_device.batch_view(o, dense) for o in outs]
             kernel.fn(*ins, out=views[0] if len(views) == 1 else tuple(views), **self.params)
+        return outs[0] if len(outs) == 1 else Outputs(outs, [s.name for s in op.outputs])
+
+    def _call_cuda_ragged(self, inputs: Sequence[Any]) -> Any:
+        """A ragged batch (lists of GPU arrays): one call of the op's batched CUDA kernel (CV-CUDA's
+        "varshape": one launch for images of different sizes), else a launch per sample. Outputs
+        are one dense batch where every sample's shapes agree, else lists (as on the CPU)."""
+        op = self.op
+        n = next(len(x) for x in inputs if isinstance(x, (list, tuple)))
+        if any(isinstance(x, (list, tuple)) and len(x) != n for x in inputs):
+            raise InputError(f"{op.name}: ragged inputs disagree on the batch: {[len(x) for x in inputs if isinstance(x, (list, tuple))]} items")
+        samples = [tuple(x[i] if isinstance(x, (list, tuple)) else x for x in inputs) for i in range(n)]
+        kernel, batched = op.kernel_for("cuda"), op.kernel_for("cuda", batched=True)
+        if op.infer is None or (kernel is None and batched is None):
+            results = [self._call_cuda(s) for s in samples]
+            if len(op.outputs) == 1:
+                return results
+            return Outputs([[r[k] for r in results] for k in range(len(op.outputs))], [s.name for s in op.outputs])
+        metas = [tuple(_device.meta(x) for x in s) for s in samples]
+        for i, m in enumerate(metas):
+            _check_sample(op, m, i)
+        shapes = [op.infer(*m, **self.params) for m in metas]
+        first = samples[0][0]
+        dense = all(s == shapes[0] for s in shapes)
+        outs: list[Any] = [
+            _device.empty_like(first, (n, *shape), np.dtype(dtype)) if dense
+            else [_device.empty_like(first, tuple(s[k][0]), np.dtype(s[k][1])) for s in shapes]
+            for k, (shape, dtype) in enumerate(shapes[0])
+        ]
+        with _device.launching(first):
+            if batched is not None:
+                views = [_device.as_kernel_array(o) if dense else [_device.as_kernel_array(a) for a in o] for o in outs]
+                ins = [[_device.as_kernel_array(a) for a in x] if isinstance(x, (list, tuple)) else _device.as_kernel_array(x)
+                       for x in inputs]
+                batched.fn(*ins, out=views[0] if len(views) == 1 else tuple(views), **self.params)
+            else:
+                assert kernel is not None
+                for i, sample in enumerate(samples):
+                    views = [_device.as_kernel_array(o)[i : i + 1] if dense else _device.batch_view(o[i], False) for o in outs]
+                    kernel.fn(*(_device.batch_view(x, False) for x in sample), out=views[0] if len(views) == 1 else tuple(views),
+                              **self.params)
         return outs[0] if len(outs) == 1 else Outputs(outs, [s.name for s in op.outputs])
 
     def _run_batched(self, kernel: Kernel, host: list[Any], samples: Sequence[tuple[Any, ...]], batch: str) -> list[Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -186,18 +185,14 @@ def test_when_keeps_fallbacks_as_candidate_slots(tmp_path: Path) -> None:
     assert {plan.slot_names.index("small.image"), plan.slot_names.index("decode.image")} <= plan.keep
 
 
-def test_devices_auto_is_cpu_and_a_cuda_step_records_its_copies(tmp_path: Path) -> None:
-    valid = _valid(tmp_path, CHAIN)
-    # validation refuses device: cuda until the executor places steps on the GPU; set it on the validated steps
-    steps = tuple(
-        dataclasses.replace(s, spec=dataclasses.replace(s.spec, device="cuda")) if s.name == "norm" else s
-        for s in valid.steps
-    )
-    plan = compile_plan(dataclasses.replace(valid, steps=steps), mode="serve")
+def test_a_cuda_step_records_its_copies_and_auto_stays_on_the_cpu_without_a_gpu(tmp_path: Path) -> None:
+    text = CHAIN.replace("    op: image.normalize\n", "    op: image.normalize\n    device: cuda\n")
+    plan = compile_plan(_valid(tmp_path, text), mode="serve", gpu=False)
     assert [s.device for s in plan.steps] == ["cpu", "cpu", "cuda", "cpu"]
     norm, chw = plan.steps[2], plan.steps[3]
     assert [(c.tensor, c.src, c.dst) for c in norm.copies] == [("crop.image", "cpu", "cuda")]
     assert [(c.tensor, c.src, c.dst) for c in chw.copies] == [("norm.image", "cuda", "cpu")]
+    assert not norm.simple and not chw.simple  # the general path makes the copies
     assert "norm (op image.normalize, cuda)" in plan.describe()
 
 

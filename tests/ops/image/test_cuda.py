@@ -98,8 +98,21 @@ def test_gpu_inputs_are_checked_like_host_ones() -> None:
         image.normalize(cuda.to_device(np.ones((2, 2, 3), np.int32)), mean=[0.0], std=[1.0])
     with pytest.raises(InputError, match="must have shape"):
         image.flip(cuda.to_device(np.ones((2, 3), np.uint8)))
-    with pytest.raises(InputError, match="a ragged batch\\) needs a batched CUDA kernel"):
-        image.flip([cuda.to_device(np.ones((2, 3, 1), np.uint8)), cuda.to_device(np.ones((4, 3, 1), np.uint8))])
+    with pytest.raises(InputError, match="image.flip: input 'image' mixes GPU and host arrays in one batch"):
+        image.flip([cuda.to_device(np.ones((2, 3, 1), np.uint8)), np.ones((4, 3, 1), np.uint8)])
+
+
+def test_a_ragged_gpu_batch_gives_a_list_or_a_dense_batch_as_on_the_cpu() -> None:
+    """Samples of different sizes: outputs of different sizes stay a list, equal sizes stack."""
+    rng = _rng()
+    items = [rng.integers(0, 256, (int(rng.integers(2, 9)), int(rng.integers(2, 9)), 3), dtype=np.uint8) for _ in range(3)]
+    flipped = image.flip([cuda.to_device(x) for x in items], axis="both")
+    assert isinstance(flipped, list) and len(flipped) == 3
+    for got, x in zip(flipped, items):
+        np.testing.assert_array_equal(got.copy_to_host(), x[::-1, ::-1])
+    crops = image.center_crop([cuda.to_device(x) for x in items], size=[2, 2])
+    assert crops.shape == (3, 2, 2, 3)  # one dense GPU batch
+    np.testing.assert_array_equal(crops.copy_to_host(), np.stack(image.center_crop(items, size=[2, 2])))
 
 
 def test_the_kit_catches_a_cuda_kernel_that_drops_a_channel() -> None:

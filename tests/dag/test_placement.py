@@ -1,0 +1,113 @@
+"""GPU placement: ``device: cpu | cuda | auto`` resolved in the plan, the copies it implies, and
+pipelines whose steps run on the GPU (Numba's CUDA simulator here; the real GPU where there is
+one) giving what the same pipeline gives on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from numba import cuda
+
+from twinpipe.dag import Pipeline, to_host
+from twinpipe.dag._load import load_spec
+from twinpipe.dag._plan import compile_plan
+from twinpipe.dag._validate import validate
+from twinpipe.ops._device import is_device_array
+
+GPU_CHAIN = """
+name: gpu_chain
+inputs:
+  image: {datatype: BYTES, shape: [-1]}
+outputs:
+  pixels: {datatype: FP32, shape: [-1, 3, 6, 7], from: chw.image}
+  small: {datatype: UINT8, shape: [-1, -1, -1, 3], from: small.image}
+  normalized: {datatype: FP32, shape: [-1, 6, 7, 3], from: norm.image}
+steps:
+  decode:
+    op: image.decode
+    inputs: {data: image}
+  small:
+    op: image.resize
+    inputs: {image: decode.image}
+    params: {size: [9, 11]}
+  crop:
+    op: image.center_crop
+    inputs: {image: small.image}
+    params: {size: [6, 7]}
+  norm:
+    op: image.normalize
+    DEVICE
+    inputs: {image: crop.image}
+    params: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
+  chw:
+    op: image.layout
+    inputs: {image: norm.image}
+"""
+
+
+def _write(tmp_path: Path, device: str) -> Path:
+    path = tmp_path / f"gpu_chain_{device}.yaml"
+    path.write_text(textwrap.dedent(GPU_CHAIN).replace("DEVICE", f"device: {device}"))
+    return path
+
+
+def _jpeg(rng: np.random.Generator) -> bytes:
+    img = cv2.GaussianBlur(rng.integers(0, 256, (int(rng.integers(12, 30)), int(rng.integers(12, 30)), 3), dtype=np.uint8), (3, 3), 0)
+    ok, data = cv2.imencode(".jpg", img)
+    assert ok
+    return data.tobytes()
+
+
+def test_auto_steps_follow_the_data_onto_the_gpu_when_there_is_one(tmp_path: Path) -> None:
+    """With a GPU, the auto steps between the decode (no CUDA kernel) and the cuda step join it,
+    and the step after it stays: one upload after the decode, nothing comes back mid-pipeline."""
+    valid = validate(load_spec(_write(tmp_path, "cuda")))
+    plan = compile_plan(valid, mode="serve", gpu=True)
+    assert {s.name: s.device for s in plan.steps} == {"decode": "cpu", "small": "cuda", "crop": "cuda", "norm": "cuda", "chw": "cuda"}
+    copies = [(s.name, c.tensor, c.src, c.dst) for s in plan.steps for c in s.copies]
+    assert copies == [("small", "decode.image", "cpu", "cuda")]
+    # without a GPU auto is the CPU: only the cuda step moves, and its result comes back
+    plan = compile_plan(valid, mode="serve", gpu=False)
+    assert {s.name: s.device for s in plan.steps} == {"decode": "cpu", "small": "cpu", "crop": "cpu", "norm": "cuda", "chw": "cpu"}
+    copies = [(s.name, c.tensor, c.src, c.dst) for s in plan.steps for c in s.copies]
+    assert copies == [("norm", "crop.image", "cpu", "cuda"), ("chw", "norm.image", "cuda", "cpu")]
+    # all auto: nothing moves, GPU or not
+    plan = compile_plan(validate(load_spec(_write(tmp_path, "auto"))), mode="serve", gpu=True)
+    assert {s.device for s in plan.steps} == {"cpu"} and not any(s.copies for s in plan.steps)
+
+
+@pytest.mark.skipif(not cuda.is_available(), reason="no CUDA device and no simulator")
+def test_a_pipeline_on_the_gpu_gives_what_it_gives_on_the_cpu(tmp_path: Path) -> None:
+    rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
+    on_cpu = Pipeline(validate(load_spec(_write(tmp_path, "cpu"))))
+    on_gpu = Pipeline(validate(load_spec(_write(tmp_path, "cuda"))))
+    data = np.array([_jpeg(rng), _jpeg(rng)], dtype=object)  # two sizes: a ragged decode, dense after the resize
+    want = on_cpu.run({"image": data})
+    got = on_gpu.run({"image": data})
+    assert {s.name for s in on_gpu.executor.plan("serve").steps if s.device == "cuda"} >= {"norm"}
+    assert is_device_array(got["normalized"]) and not isinstance(got["normalized"], np.ndarray)  # it stays on the GPU
+    host = to_host(got)  # what a server does before it answers
+    np.testing.assert_allclose(host["normalized"], want["normalized"], rtol=0, atol=1e-6)
+    assert isinstance(host["pixels"], np.ndarray) and host["pixels"].shape == want["pixels"].shape == (2, 3, 6, 7)
+    np.testing.assert_array_equal(host["small"], want["small"])
+    np.testing.assert_allclose(host["pixels"], want["pixels"], rtol=0, atol=1e-6)
+
+
+def test_device_cuda_without_a_gpu_or_simulator_is_an_error_naming_the_step(tmp_path: Path) -> None:
+    """A machine with no GPU (and the simulator off): the plan says where the cuda step is."""
+    path = _write(tmp_path, "cuda")
+    code = ("from twinpipe.dag import load_pipeline\n"
+            f"p = load_pipeline({str(path)!r})\n"
+            "try:\n    p.executor.plan('serve')\nexcept Exception as e:\n    print(type(e).__name__, e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("this machine has a GPU")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert out.stdout.startswith(f"PlanError {path}:23:13: pipeline 'gpu_chain', step 'norm': device: cuda, but this machine has no CUDA device"), out
