@@ -19,7 +19,8 @@ from ._resample import FRAC, MID
 __all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel", "int_to_double_kernel", "int_to_float_kernel", "int_to_int_kernel",
            "normalize_kernel", "to_chw_kernel", "to_hwc_kernel",
            "select_kernel", "gray_int_kernel", "gray_float_kernel", "yuv420_kernel",
-           "resample_int_kernel", "resample_float_kernel", "crop_normalize_kernel", "border_kernel"]
+           "resample_int_kernel", "resample_float_kernel", "crop_normalize_kernel", "border_kernel",
+           "resample_int_varshape_kernel", "resample_float_varshape_kernel", "crop_normalize_varshape_kernel"]
 
 
 @cuda.jit
@@ -241,3 +242,72 @@ def border_kernel(dst: Any, top: Any, left: Any, height: Any, width: Any, fill: 
     if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2] and not inside:
         for k in range(dst.shape[3]):
             dst[n, y, x, k] = fill[k]
+
+
+# -- ragged batches ("varshape"): one launch for images of different sizes --------------------
+# ``srcs`` / ``dsts`` are tuples of per-image H W C arrays (padded to a power of two by repeating
+# the last, so few tuple lengths compile). Row n of ``meta`` (int64) describes image n's pass:
+# [active, horizontal, base, along, across, taps], its table rows in the batch's concatenated
+# ``first`` / ``wts`` (base already includes the window's offset).
+
+
+@cuda.jit
+def resample_int_varshape_kernel(srcs: Any, dsts: Any, first: Any, wts: Any, meta: Any, final: Any) -> None:  # pragma: no cover
+    x, y, n = cuda.grid(3)
+    if n < meta.shape[0] and meta[n, 0]:
+        src, dst = srcs[n], dsts[n]
+        if y < dst.shape[0] and x < dst.shape[1]:
+            horizontal, base, along, across, taps = meta[n, 1], meta[n, 2], meta[n, 3], meta[n, 4], meta[n, 5]
+            t = base + (x if horizontal else y)
+            f = first[t] - along
+            row, col = y + across, x + across
+            shift = FRAC + MID if final else FRAC - MID
+            top = 255 if final else 255 << MID
+            for k in range(dst.shape[2]):
+                acc = 0
+                for j in range(taps):
+                    v = src[row, f + j, k] if horizontal else src[f + j, col, k]
+                    acc += wts[t, j] * np.int32(v)
+                r = (acc + (1 << (shift - 1))) >> shift
+                dst[y, x, k] = min(max(r, 0), top)
+
+
+@cuda.jit
+def resample_float_varshape_kernel(srcs: Any, dsts: Any, first: Any, wts: Any, meta: Any, vmax: Any) -> None:  # pragma: no cover
+    x, y, n = cuda.grid(3)
+    if n < meta.shape[0] and meta[n, 0]:
+        src, dst = srcs[n], dsts[n]
+        if y < dst.shape[0] and x < dst.shape[1]:
+            horizontal, base, along, across, taps = meta[n, 1], meta[n, 2], meta[n, 3], meta[n, 4], meta[n, 5]
+            t = base + (x if horizontal else y)
+            f = first[t] - along
+            row, col = y + across, x + across
+            for k in range(dst.shape[2]):
+                acc = np.float32(0)
+                for j in range(taps):
+                    v = src[row, f + j, k] if horizontal else src[f + j, col, k]
+                    acc += wts[t, j] * np.float32(v)
+                if vmax > 0:
+                    dst[y, x, k] = min(max(round(acc), 0), vmax)
+                else:
+                    dst[y, x, k] = acc
+
+
+@cuda.jit
+def crop_normalize_varshape_kernel(windows: Any, dst: Any, scale: Any, mean: Any, std: Any, offsets: Any,
+                                   chw: Any) -> None:  # pragma: no cover (device code)
+    """``crop_normalize_kernel`` with each image's resized window (a tuple) at its own offset
+    (``offsets[n] = [top, left]``) in the dense output."""
+    x, y, n = cuda.grid(3)
+    ch, cw = (dst.shape[2], dst.shape[3]) if chw else (dst.shape[1], dst.shape[2])
+    if n < dst.shape[0] and y < ch and x < cw:
+        window = windows[n]
+        wy, wx = y - offsets[n, 0], x - offsets[n, 1]
+        inside = 0 <= wy < window.shape[0] and 0 <= wx < window.shape[1]
+        for k in range(window.shape[2]):
+            v = np.float32(window[wy, wx, k]) if inside else np.float32(0)
+            r = (v * scale - mean[k]) / std[k]
+            if chw:
+                dst[n, k, y, x] = r
+            else:
+                dst[n, y, x, k] = r

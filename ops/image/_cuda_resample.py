@@ -22,7 +22,7 @@ from ._fused import NAME as FUSED
 from ._fused import resize_crop_normalize
 from ._letterbox import letterbox, letterbox_geometry
 from ._pad import pad_fill
-from ._resample import horizontal_first, nearest_index, taps
+from ._resample import FRAC, Taps, horizontal_first, nearest_index, taps
 from ._resize import output_size, resize
 
 
@@ -102,3 +102,121 @@ def _letterbox_cuda(image: Any, *, out: tuple[Any, Any, Any], size: tuple[int, i
     stream = _device.stream()
     scale.copy_to_device(np.tile(np.array([nw / w, nh / h], np.float32), (n, 1)), stream=stream)
     offset.copy_to_device(np.tile(np.array([left, top], np.float32), (n, 1)), stream=stream)
+
+
+# -- ragged batches: one launch per pass for images of different sizes ---------------------------
+
+
+def _one_tap(index: np.ndarray) -> Taps:
+    """A table that copies: output ``i`` is source ``index[i]`` (identity or nearest), exactly."""
+    n = len(index)
+    return Taps(np.asarray(index, np.int64), np.ones((n, 1)), np.full((n, 1), 1 << FRAC, np.int32), np.ones((n, 1), np.float32), False)
+
+
+def _plan_pass(h: int, w: int, oh: int, ow: int, interpolation: str, antialias: bool) -> tuple[Taps, Taps, bool]:
+    """``(vertical table, horizontal table, horizontal first)`` for one image, as its dense resize."""
+    if (oh, ow) == (h, w) or interpolation == "nearest":
+        ys = np.arange(oh) if oh == h else nearest_index(h, oh)
+        xs = np.arange(ow) if ow == w else nearest_index(w, ow)
+        return _one_tap(ys), _one_tap(xs), True
+    ty, tx = taps(h, oh, interpolation, antialias), taps(w, ow, interpolation, antialias)
+    return ty, tx, horizontal_first(h, w, oh, ow, ty, tx)
+
+
+def _padded(items: list[Any]) -> tuple[Any, ...]:
+    """``items`` as a tuple whose length is a power of two (the last repeated): the kernels compile
+    once per tuple length, so a batcher's many batch sizes share a few."""
+    size = 1 << max(len(items) - 1, 0).bit_length()
+    return tuple(items) + (items[-1],) * (size - len(items))
+
+
+def _ragged_pass(kernel: Any, srcs: list[Any], dsts: list[Any], tables: list[Taps], rows: list[tuple[int, int, int, int]], exact: bool,
+                 last: Any) -> None:
+    """One launch of a separable pass over every image: image ``i`` reads ``tables[i]`` with
+    ``rows[i] = (horizontal, window offset, along, across)``."""
+    width = max(t.width for t in tables)
+    first = np.concatenate([t.first for t in tables])
+    wts = np.zeros((len(first), width), np.int32 if exact else np.float32)
+    meta = np.zeros((len(_padded(srcs)), 6), np.int64)
+    at = 0
+    for i, (t, (horizontal, offset, along, across)) in enumerate(zip(tables, rows)):
+        wts[at : at + len(t.first), : t.width] = t.wq if exact else t.wf
+        meta[i] = (1, horizontal, at + offset, along, across, t.width)
+        at += len(t.first)
+    grid = ((max(d.shape[1] for d in dsts) + 31) // 32, (max(d.shape[0] for d in dsts) + 7) // 8, len(meta))
+    kernel[grid, (32, 8, 1), _device.stream()](_padded(srcs), _padded(dsts), _device.to_device(first), _device.to_device(wts),
+                                               _device.to_device(meta), last)
+
+
+def resample_ragged(images: list[Any], outs: list[Any], sizes: list[tuple[int, int]], interpolation: str, antialias: bool,
+                    origins: list[tuple[int, int]] | None = None) -> None:
+    """``outs[i] = resize(images[i], sizes[i])[window at origins[i]]`` for H W C images of any
+    sizes: two launches for the whole batch, each image's arithmetic its dense resize's."""
+    from . import _cuda_kernels as kern
+
+    exact = np.dtype(images[0].dtype) == np.uint8
+    if exact:
+        kernel, mid_dtype, first_pass, last_pass = kern.resample_int_varshape_kernel, np.int16, False, True
+    else:
+        vmax = float(np.iinfo(np.dtype(outs[0].dtype)).max) if np.dtype(outs[0].dtype).kind == "u" else 0.0
+        kernel, mid_dtype, first_pass, last_pass = kern.resample_float_varshape_kernel, np.float32, 0.0, vmax  # type: ignore[assignment]
+    mids, tables1, tables2, rows1, rows2 = [], [], [], [], []
+    for i, (img, out, (oh, ow)) in enumerate(zip(images, outs, sizes)):
+        h, w, c = img.shape
+        oy0, ox0 = origins[i] if origins else (0, 0)
+        ny, nx = out.shape[0], out.shape[1]
+        ty, tx, hfirst = _plan_pass(h, w, oh, ow, interpolation, antialias)
+        if hfirst:
+            used = ty.first[oy0 : oy0 + ny]
+            r0 = int(used.min())
+            mids.append(_device.scratch((int(used.max()) + ty.width - r0, nx, c), mid_dtype))
+            tables1.append(tx)
+            rows1.append((1, ox0, 0, r0))
+            tables2.append(ty)
+            rows2.append((0, oy0, r0, 0))
+        else:
+            used = tx.first[ox0 : ox0 + nx]
+            x0 = int(used.min())
+            mids.append(_device.scratch((ny, int(used.max()) + tx.width - x0, c), mid_dtype))
+            tables1.append(ty)
+            rows1.append((0, oy0, 0, x0))
+            tables2.append(tx)
+            rows2.append((1, ox0, x0, 0))
+    _ragged_pass(kernel, images, mids, tables1, rows1, exact, first_pass)
+    _ragged_pass(kernel, mids, outs, tables2, rows2, exact, last_pass)
+
+
+def _items(out: Any) -> list[Any]:
+    """A batched kernel's output as per-image views (a dense batch, or a list)."""
+    return list(out) if isinstance(out, list) else [out[i] for i in range(out.shape[0])]
+
+
+@resize.kernel("cuda", batched=True)
+def _resize_cuda_ragged(image: list[Any], *, out: Any, interpolation: str, antialias: bool, **_: Any) -> None:
+    outs = _items(out)
+    resample_ragged(image, outs, [(o.shape[0], o.shape[1]) for o in outs], interpolation, antialias)
+
+
+@resize_crop_normalize.kernel("cuda", batched=True)
+def _fused_cuda_ragged(image: list[Any], *, out: Any, size: int, crop: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
+                       scale: float | None, interpolation: str, antialias: bool, dtype: str, layout: str) -> None:
+    from ._cuda_kernels import crop_normalize_varshape_kernel
+
+    c = image[0].shape[2]
+    m = _device.to_device(per_channel(FUSED, "mean", mean, c))
+    s = _device.to_device(per_channel(FUSED, "std", std, c))
+    k = np.float32(default_scale(np.dtype(image[0].dtype)) if scale is None else scale)
+    windows, sizes, origins, offsets = [], [], [], []
+    for img in image:
+        h, w = img.shape[0], img.shape[1]
+        oh, ow = output_size(h, w, size, "shorter")
+        top, left = center_crop_offsets(oh, ow, *crop)
+        y0, y1, x0, x1 = max(top, 0), min(top + crop[0], oh), max(left, 0), min(left + crop[1], ow)
+        windows.append(_device.scratch((y1 - y0, x1 - x0, c), np.dtype(img.dtype)))
+        sizes.append((oh, ow))
+        origins.append((y0, x0))
+        offsets.append((y0 - top, x0 - left))
+    resample_ragged(image, windows, sizes, interpolation, antialias, origins)
+    grid = ((crop[1] + 31) // 32, (crop[0] + 7) // 8, len(image))
+    crop_normalize_varshape_kernel[grid, (32, 8, 1), _device.stream()](
+        _padded(windows), out, k, m, s, _device.to_device(np.array(offsets, np.int64)), layout == "CHW")

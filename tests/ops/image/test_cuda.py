@@ -82,6 +82,24 @@ def test_a_gpu_batch_resizes_bit_exactly_as_the_cpu_in_every_filter() -> None:
     np.testing.assert_array_equal(offset.copy_to_host(), want.offset)
 
 
+def test_a_ragged_gpu_batch_of_different_sizes_resizes_as_each_image_alone() -> None:
+    """The batched ("varshape") kernels: images of different sizes in one batch, each resampled
+    with its own tables, bit-exact for uint8; the fused op gives one dense batch."""
+    rng = _rng()
+    items = [rng.integers(0, 256, (int(rng.integers(3, 20)), int(rng.integers(3, 20)), 3), dtype=np.uint8) for _ in range(3)]
+    items.append(items[0].copy())  # a size twice (and three images: the kernels pad the batch to four)
+    on_gpu = [cuda.to_device(x) for x in items]
+    for interpolation in ("nearest", "bilinear", "bicubic", "area"):
+        got = image.resize(on_gpu, size=7, fit="shorter", interpolation=interpolation)
+        assert isinstance(got, list) and len(got) == 4
+        for g, x in zip(got, items):
+            np.testing.assert_array_equal(g.copy_to_host(), image.resize(x, size=7, fit="shorter", interpolation=interpolation))
+    fused = image.resize_crop_normalize(on_gpu, size=9, crop=[8, 11])
+    assert fused.shape == (4, 3, 8, 11)
+    want = np.stack([image.resize_crop_normalize(x, size=9, crop=[8, 11]) for x in items])
+    np.testing.assert_allclose(fused.copy_to_host(), want, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("conversion", ["nv12_to_rgb", "i420_to_bgr"])
 def test_yuv_420_frames_convert_on_the_gpu_as_on_the_cpu(conversion: str) -> None:
     """Camera / video-decoder frames (Y plane, then chroma at half resolution), a batch of two."""
