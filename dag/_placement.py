@@ -27,7 +27,7 @@ from twinpipe.ops import _device, get_op
 
 from ._resolved import ResolvedStep
 
-__all__ = ["Device", "Placement", "cuda_usable", "gpu_present", "move", "place", "to_host"]
+__all__ = ["Device", "Placement", "cuda_usable", "gpu_present", "move", "place", "reads_on", "to_host"]
 
 Device = Literal["cpu", "cuda", "any"]
 Placement = dict[str, Device]
@@ -76,6 +76,12 @@ def place(steps: Mapping[str, ResolvedStep], topo: Sequence[str], producers: Map
                 devices[name] = "cuda"
                 changed = True
     return devices
+
+
+def reads_on(step: ResolvedStep, device: Device) -> Device:
+    """Where a step placed on ``device`` wants its inputs: there, except an op on the GPU whose CUDA
+    kernel reads host inputs (a decoder: the bytes stay on the host) and ``any`` steps."""
+    return "any" if device == "cuda" and step.gpu_fn is not None else device
 
 
 def move(value: Any, device: Device) -> Any:

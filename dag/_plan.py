@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._placement import Device, cuda_usable, gpu_present, place
+from ._placement import Device, cuda_usable, gpu_present, place, reads_on
 from ._resolved import ValidPipeline
 from ._spec import StepKind, TensorRef
 
@@ -285,7 +285,7 @@ def compile_plan(
             Copy(slot_of[t], t, src, devices[name])
             for _, cs in reads[name]
             for t in cs
-            if devices[name] != "any" and (src := _device_of(t, cut, devices)) != devices[name]
+            if reads_on(step, devices[name]) != "any" and (src := _device_of(t, cut, devices)) != devices[name]
         )
         if step.fn is None and step.nested is None:
             what = f"{step.spec.kind} {step.spec.target!r}"
@@ -299,7 +299,7 @@ def compile_plan(
                 "name": name,
                 "kind": step.spec.kind,
                 "target": step.op_name or step.spec.target,
-                "fn": step.fn,
+                "fn": step.gpu_fn if devices[name] == "cuda" and step.gpu_fn is not None else step.fn,
                 "nested": step.nested,
                 "args": tuple(a for a, _ in reads[name]),
                 "arg_slots": arg_slots,

@@ -52,6 +52,7 @@ class ResolvedStep:
     op_name: str | None = None
     nested: ValidPipeline | None = None  # pipeline steps: the validated inner pipeline
     streams: bool = False  # a python step that yields any number of results (a generator)
+    gpu_fn: Callable[..., dict[str, Any]] | None = None  # an op step on the GPU whose CUDA kernel reads host inputs
 
 
     @property
@@ -97,13 +98,15 @@ class ModelInfo:
     fn: Callable[..., dict[str, Any]] | None = None
 
 
-def op_step_fn(bound: BoundOp) -> Callable[..., dict[str, Any]]:
-    """An op step's callable: keyword inputs (+ ``rng``, ``mode``) → ``{output name: value}``."""
+def op_step_fn(bound: BoundOp, *, gpu: bool = False) -> Callable[..., dict[str, Any]]:
+    """An op step's callable: keyword inputs (+ ``rng``, ``mode``) → ``{output name: value}``
+    (``gpu``: through :meth:`BoundOp.on_gpu`, for an op whose CUDA kernel reads host inputs)."""
     names = [s.name for s in bound.op.inputs]
     outs = [s.name for s in bound.op.outputs]
+    call = bound.on_gpu if gpu else bound
 
     def run(*, rng: Any = None, mode: Any = "train", **inputs: Any) -> dict[str, Any]:
-        result = bound(*(inputs[n] for n in names), rng=rng, mode=mode)
+        result = call(*(inputs[n] for n in names), rng=rng, mode=mode)
         if isinstance(result, Outputs):
             return dict(zip(outs, result))
         return {outs[0]: result}

@@ -167,8 +167,11 @@ class _Validator:
             more = f" ({family} ops with one: {', '.join(with_cuda)})" if with_cuda else ""
             self.error(where, f"{op.name} has no CUDA kernel yet; use device: cpu or auto{more}", step.name)
         if params is not None:
-            fn = op_step_fn(op.bind(**params))
-            self.done(step, StepSignature(op.name, op, params), fn, [s.name for s in op.outputs], is_random=op.is_random, op_name=op.name)
+            bound = op.bind(**params)
+            cuda_kernel = op.kernel_for("cuda")
+            gpu_fn = op_step_fn(bound, gpu=True) if cuda_kernel is not None and cuda_kernel.host_inputs else None
+            self.done(step, StepSignature(op.name, op, params), op_step_fn(bound), [s.name for s in op.outputs], is_random=op.is_random,
+                      op_name=op.name, gpu_fn=gpu_fn)
 
     def check_params(self, step: StepSpec, op: Op) -> dict[str, Any] | None:
         """The op's own ``validate_params``, run until every bad parameter has been reported."""

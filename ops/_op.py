@@ -42,6 +42,7 @@ class Kernel:
     device: str
     fn: Callable[..., Any]
     batched: bool = False
+    host_inputs: bool = False  # a CUDA kernel reading host inputs (a decoder): ``fn(*inputs, **params)`` → GPU arrays
 
 
 class Outputs(tuple):  # type: ignore[type-arg]
@@ -165,11 +166,15 @@ class Op:
     def is_random(self) -> bool:
         return self.draw is not None
 
-    def kernel(self, device: str, *, batched: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator registering ``fn`` as this op's kernel for ``device`` (``cpu`` or ``cuda``)."""
+    def kernel(self, device: str, *, batched: bool = False, host_inputs: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering ``fn`` as this op's kernel for ``device`` (``cpu`` or ``cuda``).
+
+        ``host_inputs``: a CUDA kernel that reads its inputs on the host and returns GPU arrays
+        (a decoder); it runs through :meth:`BoundOp.on_gpu`, as one call for one sample or a batch.
+        """
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.kernels[(device, batched)] = Kernel(device, fn, batched)
+            self.kernels[(device, batched)] = Kernel(device, fn, batched, host_inputs)
             return fn
 
         return register
@@ -318,6 +323,20 @@ class BoundOp:
         values = [wrap(v) for v in self._kernel_call(samples[0], dict(drawn), None)]
         return values[0] if len(values) == 1 else Outputs(values, [s.name for s in op.outputs])
 
+    def on_gpu(self, *inputs: Any, rng: np.random.Generator | int | None = None, mode: Mode = "train") -> Any:
+        """Run with the outputs on the GPU: an op whose CUDA kernel reads host inputs
+        (``image.decode``: nvJPEG) runs that kernel; any other op has its host inputs uploaded
+        (as torch CUDA tensors where torch has a GPU) and runs its CUDA kernel."""
+        op = self.op
+        kernel = op.kernel_for("cuda")
+        if kernel is not None and kernel.host_inputs:
+            if len(inputs) != len(op.inputs):
+                raise InputError(f"{op.name} takes {len(op.inputs)} input(s), got {len(inputs)}")
+            return kernel.fn(*inputs, **self.params)
+        moved = [[_device.upload(a) for a in x] if isinstance(x, list) else x if _device.is_device_array(x) else _device.upload(x)
+                 for x in inputs]
+        return self(*moved, rng=rng, mode=mode)
+
     # -- internals -----------------------------------------------------------------------------
 
     def _call_cuda(self, inputs: Sequence[Any]) -> Any:
@@ -330,6 +349,9 @@ class BoundOp:
         if any(isinstance(x, (list, tuple)) for x in inputs):
             return self._call_cuda_ragged(inputs)
         kernel = op.kernel_for("cuda")
+        if kernel is not None and kernel.host_inputs:
+            raise InputError(f"{op.name} reads its input on the host (its GPU path returns GPU arrays: BoundOp.on_gpu); "
+                             "move the input to the host")
         if kernel is None:
             raise InputError(
                 f"{op.name} has no CUDA kernel; its input is on the GPU. "

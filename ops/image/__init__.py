@@ -6,7 +6,7 @@ one image, a dense batch (``N H W C``) or a ragged list of images, as NumPy arra
 tensors, and returns the same kind.
 """
 
-from . import _cuda, _cuda_resample  # noqa: F401  (register the CUDA kernels; they compile on first use)
+from . import _cuda, _cuda_resample, _decode_gpu  # noqa: F401  (register the CUDA kernels; they compile on first use)
 from ._augment import color_jitter, random_flip, random_resized_crop
 from ._color import convert_color
 from ._convert import layout, normalize, to_dtype

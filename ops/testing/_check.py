@@ -161,7 +161,8 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
             for spec, g, e in zip(op.outputs, outs, expected):
                 assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r} (poison {which})")
     if kernel.device == "cuda" and not op.is_random:  # and through the op's dispatch: GPU arrays in, GPU arrays out
-        got = op.bind(**params)(*(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs))
+        bound = op.bind(**params)
+        got = bound.on_gpu(*inputs) if kernel.host_inputs else bound(*(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs))
         got = (got,) if n == 1 else tuple(got)
         for spec, g, e in zip(op.outputs, got, expected):
             if not _device.is_device_array(g):

@@ -32,6 +32,7 @@ outputs:
 steps:
   decode:
     op: image.decode
+    DECODE
     inputs: {data: image}
   small:
     op: image.resize
@@ -52,9 +53,9 @@ steps:
 """
 
 
-def _write(tmp_path: Path, device: str) -> Path:
-    path = tmp_path / f"gpu_chain_{device}.yaml"
-    path.write_text(textwrap.dedent(GPU_CHAIN).replace("DEVICE", f"device: {device}"))
+def _write(tmp_path: Path, device: str, decode: str = "auto") -> Path:
+    path = tmp_path / f"gpu_chain_{device}_{decode}.yaml"
+    path.write_text(textwrap.dedent(GPU_CHAIN).replace("DEVICE", f"device: {device}").replace("DECODE", f"device: {decode}"))
     return path
 
 
@@ -66,18 +67,21 @@ def _jpeg(rng: np.random.Generator) -> bytes:
 
 
 def test_auto_steps_follow_the_data_onto_the_gpu_when_there_is_one(tmp_path: Path) -> None:
-    """With a GPU, the auto steps between the decode (no CUDA kernel) and the cuda step join it,
-    and the step after it stays: one upload after the decode, nothing comes back mid-pipeline."""
+    """With a GPU, the auto steps before the cuda step join it (each feeds only GPU steps), the
+    decoder too (nvJPEG: it reads the bytes on the host), and the step after it follows: the batch
+    is on the GPU from the decode on, and nothing is copied."""
     valid = validate(load_spec(_write(tmp_path, "cuda")))
     plan = compile_plan(valid, mode="serve", gpu=True)
-    assert {s.name: s.device for s in plan.steps} == {"decode": "cpu", "small": "cuda", "crop": "cuda", "norm": "cuda", "chw": "cuda"}
-    copies = [(s.name, c.tensor, c.src, c.dst) for s in plan.steps for c in s.copies]
-    assert copies == [("small", "decode.image", "cpu", "cuda")]
+    assert {s.name: s.device for s in plan.steps} == {"decode": "cuda", "small": "cuda", "crop": "cuda", "norm": "cuda", "chw": "cuda"}
+    assert not any(s.copies for s in plan.steps)
     # without a GPU auto is the CPU: only the cuda step moves, and its result comes back
     plan = compile_plan(valid, mode="serve", gpu=False)
     assert {s.name: s.device for s in plan.steps} == {"decode": "cpu", "small": "cpu", "crop": "cpu", "norm": "cuda", "chw": "cpu"}
     copies = [(s.name, c.tensor, c.src, c.dst) for s in plan.steps for c in s.copies]
     assert copies == [("norm", "crop.image", "cpu", "cuda"), ("chw", "norm.image", "cuda", "cpu")]
+    # a step written cpu stops the chain: the GPU part starts after it, with one upload
+    plan = compile_plan(validate(load_spec(_write(tmp_path, "cuda", decode="cpu"))), mode="serve", gpu=True)
+    assert [(s.name, c.tensor, c.src, c.dst) for s in plan.steps for c in s.copies] == [("small", "decode.image", "cpu", "cuda")]
     # all auto: nothing moves, GPU or not
     plan = compile_plan(validate(load_spec(_write(tmp_path, "auto"))), mode="serve", gpu=True)
     assert {s.device for s in plan.steps} == {"cpu"} and not any(s.copies for s in plan.steps)
@@ -87,11 +91,11 @@ def test_auto_steps_follow_the_data_onto_the_gpu_when_there_is_one(tmp_path: Pat
 def test_a_pipeline_on_the_gpu_gives_what_it_gives_on_the_cpu(tmp_path: Path) -> None:
     rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
     on_cpu = Pipeline(validate(load_spec(_write(tmp_path, "cpu"))))
-    on_gpu = Pipeline(validate(load_spec(_write(tmp_path, "cuda"))))
+    on_gpu = Pipeline(validate(load_spec(_write(tmp_path, "cuda", decode="cuda"))))
     data = np.array([_jpeg(rng), _jpeg(rng)], dtype=object)  # two sizes: a ragged decode, dense after the resize
     want = on_cpu.run({"image": data})
     got = on_gpu.run({"image": data})
-    assert {s.name for s in on_gpu.executor.plan("serve").steps if s.device == "cuda"} >= {"norm"}
+    assert {s.name for s in on_gpu.executor.plan("serve").steps if s.device == "cuda"} >= {"decode", "norm"}
     assert is_device_array(got["normalized"]) and not isinstance(got["normalized"], np.ndarray)  # it stays on the GPU
     host = to_host(got)  # what a server does before it answers
     np.testing.assert_allclose(host["normalized"], want["normalized"], rtol=0, atol=1e-6)
@@ -110,4 +114,4 @@ def test_device_cuda_without_a_gpu_or_simulator_is_an_error_naming_the_step(tmp_
     if Path("/dev/nvidiactl").exists():
         pytest.skip("this machine has a GPU")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
-    assert out.stdout.startswith(f"PlanError {path}:23:13: pipeline 'gpu_chain', step 'norm': device: cuda, but this machine has no CUDA device"), out
+    assert out.stdout.startswith(f"PlanError {path}:24:13: pipeline 'gpu_chain', step 'norm': device: cuda, but this machine has no CUDA device"), out
