@@ -9,7 +9,9 @@
   pipelines on the CPU, unchanged.
 * A python step with ``cpu`` or ``cuda`` gets its inputs there; with ``auto`` as they come.
 * Model and nested pipeline steps take their inputs as they come (``any``): a model moves them to
-  the device its config names, a nested pipeline places its own steps.
+  the device its config names (a model on a GPU takes GPU tensors without a copy and gives its
+  outputs on the GPU, so auto steps around it follow it there), a nested pipeline places its own
+  steps.
 
 Where a tensor's producer and its consumer disagree the plan records a :class:`~._plan.Copy`; the
 executor makes it only if the value is not already there (an ``any`` step's outputs may be on
@@ -63,15 +65,19 @@ def place(steps: Mapping[str, ResolvedStep], topo: Sequence[str], producers: Map
         else:
             devices[name] = "any"
     movable = [n for n in auto if gpu and _has_cuda_kernel(steps[n])]
+
+    def on_gpu(name: str) -> bool:  # a model on a GPU takes and gives GPU tensors
+        return devices[name] == "cuda" or steps[name].model_device == "cuda"
+
     changed = True
     while changed:
         changed = False
         for name in movable:
             if devices[name] == "cuda":
                 continue
-            fed = any(devices[p] == "cuda" for p in producers[name])
+            fed = any(on_gpu(p) for p in producers[name])
             readers = consumers[name]
-            feeds = bool(readers) and all(devices[c] == "cuda" for c in readers)
+            feeds = bool(readers) and all(on_gpu(c) for c in readers)
             if fed or feeds:
                 devices[name] = "cuda"
                 changed = True

@@ -53,6 +53,7 @@ class ResolvedStep:
     nested: ValidPipeline | None = None  # pipeline steps: the validated inner pipeline
     streams: bool = False  # a python step that yields any number of results (a generator)
     gpu_fn: Callable[..., dict[str, Any]] | None = None  # an op step on the GPU whose CUDA kernel reads host inputs
+    model_device: str | None = None  # a model step: where its model runs ("cuda": it takes and gives GPU tensors)
 
 
     @property
@@ -96,6 +97,7 @@ class ModelInfo:
     inputs: tuple[TensorDecl, ...]
     outputs: tuple[TensorDecl, ...]
     fn: Callable[..., dict[str, Any]] | None = None
+    device: str | None = None  # where the model runs ("cpu" / "cuda"), once loaded
 
 
 def op_step_fn(bound: BoundOp, *, gpu: bool = False) -> Callable[..., dict[str, Any]]:

@@ -214,7 +214,7 @@ class _Validator:
         what = f"model {info.name!r}"
         self.check_args(step, [d.name for d in info.inputs], what)
         sig = StepSignature(what, inputs=info.inputs, outputs=info.outputs)
-        self.done(step, sig, info.fn, [d.name for d in info.outputs])
+        self.done(step, sig, info.fn, [d.name for d in info.outputs], model_device=info.device)
 
     def resolve_pipeline(self, step: StepSpec) -> None:
         where = step.locations.get("pipeline", step.location)

@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import sys
 import warnings
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,10 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _detached(x: Any) -> Any:
+    return x.detach() if isinstance(x, torch.Tensor) else x
+
+
 _END = object()
 
 
@@ -130,6 +134,15 @@ class TorchRunner:
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None  # type: ignore[no-untyped-call]
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
+        return self._run(inputs, True)
+
+    def keep_on_device(self, **inputs: Any) -> dict[str, Any]:
+        """As a call, with the outputs left where the model made them (torch tensors on its GPU):
+        what a pipeline step on a GPU model gets, so its next GPU steps take them without a copy.
+        The caller's current stream waits for the model's."""
+        return self._run(inputs, False)
+
+    def _run(self, inputs: Mapping[str, Any], host: bool) -> dict[str, Any]:
         args, unbatch = gather_inputs(self.config, inputs)
         # what torch.inference_mode() enters, without its Python wrapper (a microsecond a call: a
         # tenth of a tiny model's whole request); the mode ends when the guard is deleted
@@ -140,20 +153,26 @@ class TorchRunner:
                     result = self._forward(_to_torch(args[0], self._datatypes[0], self.device))
                 else:
                     result = self._forward(*[_to_torch(x, t, self.device) for x, t in zip(args, self._datatypes)])
-                out = self._name_outputs(result)
+                out = self._name_outputs(result, host)
             else:
                 with torch.cuda.stream(self.stream):
                     tensors = [_to_torch(x, t, self.device) for x, t in zip(args, self._datatypes)]
-                    out = self._name_outputs(self._forward(*tensors))  # to NumPy on this stream: waits for it
+                    out = self._name_outputs(self._forward(*tensors), host)  # to NumPy on this stream: waits for it
+                if not host:  # the caller's stream orders after the model's; the memory stays until it is done
+                    caller = torch.cuda.current_stream(self.device)
+                    caller.wait_stream(self.stream)
+                    for v in out.values():
+                        if isinstance(v, torch.Tensor) and v.is_cuda:
+                            v.record_stream(caller)
         finally:
             del guard
         return {k: v[0] for k, v in out.items()} if unbatch else out
 
-    def _name_outputs(self, result: Any) -> dict[str, np.ndarray]:
+    def _name_outputs(self, result: Any, host: bool = True) -> dict[str, Any]:
         names = self.output_names
         if len(names) == 1 and isinstance(result, torch.Tensor):  # most models: one tensor out
-            return {names[0]: _to_numpy(result)}
-        return self._name_all(result, names)
+            return {names[0]: _to_numpy(result) if host else result.detach()}
+        return self._name_all(result, names, host)
 
     def responses(self, **inputs: Any) -> Generator[dict[str, np.ndarray], None, None]:
         """A decoupled model's responses to one request, one per item its call yields; each step
@@ -184,7 +203,8 @@ class TorchRunner:
             if close is not None:
                 close()  # the model's own cleanup (its finally blocks) runs now, not at garbage collection
 
-    def _name_all(self, result: Any, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def _name_all(self, result: Any, names: tuple[str, ...], host: bool = True) -> dict[str, Any]:
+        conv = _to_numpy if host else _detached
         if isinstance(result, Iterator):
             raise ValueError(f"model {self.config.name!r} returned {type(result).__name__}; a model that answers with "
                              "several responses must say decoupled: true in its config")
@@ -192,8 +212,8 @@ class TorchRunner:
             missing = [n for n in names if n not in result]
             if missing:
                 raise ValueError(f"model {self.config.name!r} returned no {', '.join(missing)} (it gave {', '.join(map(str, result))})")
-            return {n: _to_numpy(result[n]) for n in names}
+            return {n: conv(result[n]) for n in names}
         values = list(result) if isinstance(result, (tuple, list)) else [result]
         if len(values) != len(names):
             raise ValueError(f"model {self.config.name!r} returned {len(values)} output(s); the config declares {len(names)}: {', '.join(names)}")
-        return {n: _to_numpy(v) for n, v in zip(names, values)}
+        return {n: conv(v) for n, v in zip(names, values)}

@@ -50,7 +50,12 @@ class LoadedModel:
             return TensorDecl(d.name, d.datatype, (*batch, *d.shape), d.location)
 
         cfg = self.config
-        return ModelInfo(cfg.name, tuple(map(decl, cfg.model_inputs)), tuple(map(decl, cfg.model_outputs)), self.runner)
+        device = getattr(self.runner, "device", None)
+        on_gpu = device is not None and device.type == "cuda"
+        # on a GPU a pipeline's next steps take the outputs where they are (the server copies back what it answers)
+        fn = self.runner.keep_on_device if on_gpu and isinstance(self.runner, TorchRunner) else self.runner
+        return ModelInfo(cfg.name, tuple(map(decl, cfg.model_inputs)), tuple(map(decl, cfg.model_outputs)), fn,
+                         "cuda" if on_gpu else "cpu")
 
 
 @dataclass

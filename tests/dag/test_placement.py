@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from twinpipe.dag import Pipeline, to_host
+from twinpipe.dag import Location, ModelInfo, Pipeline, TensorDecl, to_host
 from twinpipe.dag._load import load_spec
 from twinpipe.dag._plan import compile_plan
 from twinpipe.dag._validate import validate
@@ -85,6 +85,36 @@ def test_auto_steps_follow_the_data_onto_the_gpu_when_there_is_one(tmp_path: Pat
     # all auto: nothing moves, GPU or not
     plan = compile_plan(validate(load_spec(_write(tmp_path, "auto"))), mode="serve", gpu=True)
     assert {s.device for s in plan.steps} == {"cpu"} and not any(s.copies for s in plan.steps)
+
+
+MODEL_CHAIN = """
+name: model_chain
+inputs:
+  image: {datatype: BYTES, shape: [-1]}
+outputs:
+  top: {datatype: INT64, shape: [-1, 2], from: top.indices}
+steps:
+  decode: {op: image.decode, inputs: {data: image}}
+  pre: {op: image.resize_crop_normalize, inputs: {image: decode.image}, params: {size: 8, crop: 8}}
+  net: {model: net, inputs: {pixels: pre.tensor}}
+  soft: {op: classify.softmax, inputs: {logits: net.logits}}
+  top: {op: classify.topk, inputs: {scores: soft.probs}, params: {k: 2}}
+"""
+
+
+@pytest.mark.parametrize("model_device", ["cuda", "cpu"])
+def test_auto_steps_around_a_model_follow_it_to_its_device(tmp_path: Path, model_device: str) -> None:
+    """A model on a GPU takes GPU tensors and gives its outputs there: with a GPU, the auto
+    pre- and post-processing around it run there too (a CPU model keeps them on the CPU)."""
+    here = Location("net/config.yaml", 1, 1)
+    info = ModelInfo("net", (TensorDecl("pixels", "FP32", (-1, 3, 8, 8), here),), (TensorDecl("logits", "FP32", (-1, 10), here),),
+                     lambda **kw: kw, model_device)
+    path = tmp_path / "model_chain.yaml"
+    path.write_text(textwrap.dedent(MODEL_CHAIN))
+    plan = compile_plan(validate(load_spec(path), models={"net": info}), mode="serve", gpu=True)
+    want = "cuda" if model_device == "cuda" else "cpu"
+    assert {s.name: s.device for s in plan.steps} == {"decode": want, "pre": want, "net": "any", "soft": want, "top": want}
+    assert not any(s.copies for s in plan.steps)
 
 
 @pytest.mark.skipif(not cuda.is_available(), reason="no CUDA device and no simulator")

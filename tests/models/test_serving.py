@@ -223,3 +223,29 @@ def test_instances_on_a_gpu_have_their_own_streams_and_match_the_cpu(tmp_path: P
     for r, g in zip(reqs, got):
         want = cpu(torch.from_numpy(r["pixels"]), torch.from_numpy(r["scale"])).detach().numpy()
         np.testing.assert_allclose(g["logits"], want, rtol=1e-3, atol=1e-4)  # TF32/cuDNN vs CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_model_in_a_pipeline_gives_its_outputs_on_the_gpu_to_gpu_steps(tmp_path: Path) -> None:
+    """The model's outputs stay on its GPU (no copy to the host and back) for the softmax after it,
+    which runs there too; the served pipeline answers from the host, equal to the CPU model."""
+    from twinpipe.dag import Pipeline, to_host
+    from twinpipe.dag._load import load_spec
+    from twinpipe.dag._validate import validate
+
+    root = _repo(tmp_path)
+    (root / "cnn" / "config.yaml").write_text(CNN.replace("device: cpu", "device: cuda"))
+    model = load_repository(root).get("cnn")
+    (tmp_path / "p.yaml").write_text(
+        "name: p\ninputs:\n  pixels: {datatype: FP32, shape: [-1, 3, 12, 9]}\n  scale: {datatype: FP32, shape: [-1, 1]}\n"
+        "outputs:\n  probs: {datatype: FP32, shape: [-1, 4], from: soft.probs}\nsteps:\n"
+        "  net: {model: cnn, inputs: {pixels: pixels, scale: scale}}\n  soft: {op: classify.softmax, inputs: {logits: net.logits}}\n")
+    pipe = Pipeline(validate(load_spec(tmp_path / "p.yaml"), models={"cnn": model.info()}))
+    assert {s.name: s.device for s in pipe.executor.plan("serve").steps} == {"net": "any", "soft": "cuda"}
+    rng = np.random.default_rng(_seed())
+    x = {"pixels": rng.standard_normal((3, 3, 12, 9)).astype(np.float32), "scale": rng.uniform(0.5, 2, (3, 1)).astype(np.float32)}
+    out = pipe.run(x)
+    assert isinstance(out["probs"], torch.Tensor) and out["probs"].is_cuda
+    cpu = torch.jit.load(str(root / "cnn" / "1" / "model.pt"))  # type: ignore[no-untyped-call]
+    want = torch.softmax(cpu(torch.from_numpy(x["pixels"]), torch.from_numpy(x["scale"])), 1).detach().numpy()
+    np.testing.assert_allclose(to_host(out)["probs"], want, rtol=1e-3, atol=1e-4)  # TF32/cuDNN vs CPU
