@@ -98,7 +98,9 @@ def as_kernel_array(x: Any) -> Any:
         return x
     from numba import cuda
 
-    return cuda.as_cuda_array(x)  # type: ignore[no-untyped-call]
+    # sync=False: kernels launch on the caller's stream, which orders them after its work; numba's
+    # default would synchronise the host with the exporting stream at every view (each op call)
+    return cuda.as_cuda_array(x, sync=False)  # type: ignore[no-untyped-call]
 
 
 def batch_view(x: Any, dense: bool) -> Any:

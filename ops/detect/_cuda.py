@@ -1,5 +1,5 @@
 """The CUDA side of the detection ops (device code in ``_cuda_kernels``, imported on the first GPU
-call): ``decode_anchors`` and ``decode_yolo`` (dense batches, a thread per row) and
+call): ``decode_anchors``, ``decode_yolo`` and ``decode_grid`` (dense batches, a thread per row or cell) and
 ``nms`` (one image's boxes, the CPU's decisions exactly)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 from .. import _device
 from ._common import FORMATS
 from ._decode import decode_anchors, decode_yolo
+from ._grid import _layout, decode_grid
 from ._nms import TORCHVISION_SMALL_INPUT, check_rows, nms
 
 _THREADS = 128
@@ -68,6 +69,21 @@ def _read(dev: Any) -> np.ndarray:
     if stream != 0:
         stream.synchronize()
     return np.asarray(host)
+
+
+@decode_grid.kernel("cuda")
+def _decode_grid_cuda(features: Any, *, out: Any, stride: float, style: str, anchors: tuple[float, ...] | None) -> None:
+    from ._cuda_kernels import decode_grid_kernel
+
+    n, _, h, w = features.shape
+    dt = np.dtype(features.dtype)
+    a, no = _layout(_device.Meta(features.shape[1:], dt), anchors)
+    t = dt.type
+    pairs = np.array(anchors if anchors is not None else (1.0, 1.0), dt)
+    grid = ((w + 31) // 32, (h + 7) // 8, n * a)
+    decode_grid_kernel[grid, (32, 8, 1), _device.stream()](
+        features, out, no, t(stride), style == "yolov5", _device.to_device(pairs[0::2].copy()), _device.to_device(pairs[1::2].copy()),
+        _device.to_device(np.arange(w, dtype=dt)), _device.to_device(np.arange(h, dtype=dt)), t(0.5), t(1), t(2))
 
 
 @nms.kernel("cuda")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numba import config, cuda
 
-__all__ = ["WORD", "decode_anchors_kernel", "decode_yolo_kernel", "nms_kernels"]
+__all__ = ["WORD", "decode_anchors_kernel", "decode_grid_kernel", "decode_yolo_kernel", "nms_kernels"]
 
 WORD = 64  # suppression bits per mask word
 
@@ -65,6 +65,36 @@ def decode_yolo_kernel(p: Any, boxes: Any, scores: Any, first: Any, fmt: Any, si
             if sigmoid:
                 v = one / (one + math.exp(-v))
             scores[n, i, k] = v * obj if first == 5 else v
+
+
+@cuda.jit
+def decode_grid_kernel(f: Any, out: Any, no: Any, s: Any, v5: Any, aw: Any, ah: Any, grid_x: Any, grid_y: Any, half: Any,
+                       one: Any, two: Any) -> None:  # pragma: no cover (device code)
+    """The CPU loop's arithmetic, one thread per (cell, anchor, image) of a batch ``[N, A*no, H, W]``
+    (``grid_x``/``grid_y``: the cell coordinates in the features' dtype, as on the CPU)."""
+    x, y, z = cuda.grid(3)
+    a_n = aw.shape[0]
+    h, w = f.shape[2], f.shape[3]
+    n, a = z // a_n, z % a_n
+    if n < f.shape[0] and y < h and x < w:
+        base = a * no
+        row = (a * h + y) * w + x
+        gx, gy = grid_x[x], grid_y[y]
+        tx, ty, tw, th = f[n, base, y, x], f[n, base + 1, y, x], f[n, base + 2, y, x], f[n, base + 3, y, x]
+        if v5:
+            sx, sy = one / (one + math.exp(-tx)), one / (one + math.exp(-ty))
+            u, v = one / (one + math.exp(-tw)) * two, one / (one + math.exp(-th)) * two
+            out[n, row, 0] = (sx * two + (gx - half)) * s
+            out[n, row, 1] = (sy * two + (gy - half)) * s
+            out[n, row, 2] = u * u * aw[a]
+            out[n, row, 3] = v * v * ah[a]
+        else:
+            out[n, row, 0] = (tx + gx) * s
+            out[n, row, 1] = (ty + gy) * s
+            out[n, row, 2] = math.exp(tw) * s
+            out[n, row, 3] = math.exp(th) * s
+        for k in range(4, no):
+            out[n, row, k] = one / (one + math.exp(-f[n, base + k, y, x]))
 
 
 def _plain_mul(a: Any, b: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._device import Meta
 from .._errors import InputError
 from .._op import Op
 from .._params import Choice, Float, Floats, Optional, Param
@@ -19,7 +20,7 @@ _NAME = "detect.decode_grid"
 _TOLERANCE = {"float32": (1e-6, 1e-6), "float64": (1e-12, 1e-14)}  # exp / sigmoid: a few last-bit differences
 
 
-def _layout(features: np.ndarray, anchors: tuple[float, ...] | None) -> tuple[int, int]:
+def _layout(features: np.ndarray | Meta, anchors: tuple[float, ...] | None) -> tuple[int, int]:
     """``(anchors per cell, values per box)`` of a level, or an ``InputError``."""
     a = 1 if anchors is None else len(anchors) // 2
     d = features.shape[0]

@@ -235,9 +235,13 @@ def crop_normalize_kernel(window: Any, dst: Any, scale: Any, mean: Any, std: Any
 
 
 @cuda.jit
-def border_kernel(dst: Any, top: Any, left: Any, height: Any, width: Any, fill: Any) -> None:  # pragma: no cover (device code)
-    """``fill`` everywhere outside the ``height × width`` box at ``(top, left)`` (the letterbox's bars)."""
+def border_kernel(dst: Any, boxes: Any, fill: Any) -> None:  # pragma: no cover (device code)
+    """``fill`` everywhere outside image n's box ``boxes[n] = (top, left, height, width)`` (the
+    letterbox's bars)."""
     x, y, n = cuda.grid(3)
+    if n >= dst.shape[0]:
+        return
+    top, left, height, width = boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3]
     inside = top <= y < top + height and left <= x < left + width
     if n < dst.shape[0] and y < dst.shape[1] and x < dst.shape[2] and not inside:
         for k in range(dst.shape[3]):

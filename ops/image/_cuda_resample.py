@@ -97,11 +97,16 @@ def _letterbox_cuda(image: Any, *, out: tuple[Any, Any, Any], size: tuple[int, i
     n, h, w, _ = image.shape
     nh, nw, top, left = letterbox_geometry(h, w, size, scaleup)
     values = _device.to_device(pad_fill("image.letterbox", fill, _device.meta(image)))
-    border_kernel[_grid(boxed.shape)](boxed, top, left, nh, nw, values)
+    border_kernel[_grid(boxed.shape)](boxed, _device.to_device(np.tile(np.array([top, left, nh, nw], np.int64), (n, 1))), values)
     resample_window(image, boxed[:, top : top + nh, left : left + nw], (nh, nw), interpolation, antialias)
+    _mapping_to_device(scale, offset, [(h, w, nh, nw, top, left)] * n)
+
+
+def _mapping_to_device(scale: Any, offset: Any, geometry: list[tuple[int, int, int, int, int, int]]) -> None:
+    """The letterbox's ``scale`` and ``offset`` rows (N × 2), as the CPU computes them."""
     stream = _device.stream()
-    scale.copy_to_device(np.tile(np.array([nw / w, nh / h], np.float32), (n, 1)), stream=stream)
-    offset.copy_to_device(np.tile(np.array([left, top], np.float32), (n, 1)), stream=stream)
+    scale.copy_to_device(np.array([[nw / w, nh / h] for h, w, nh, nw, _, _ in geometry], np.float32), stream=stream)
+    offset.copy_to_device(np.array([[left, top] for _, _, _, _, top, left in geometry], np.float32), stream=stream)
 
 
 # -- ragged batches: one launch per pass for images of different sizes ---------------------------
@@ -220,3 +225,25 @@ def _fused_cuda_ragged(image: list[Any], *, out: Any, size: int, crop: tuple[int
     grid = ((crop[1] + 31) // 32, (crop[0] + 7) // 8, len(image))
     crop_normalize_varshape_kernel[grid, (32, 8, 1), _device.stream()](
         _padded(windows), out, k, m, s, _device.to_device(np.array(offsets, np.int64)), layout == "CHW")
+
+
+@letterbox.kernel("cuda", batched=True)
+def _letterbox_cuda_ragged(image: list[Any], *, out: tuple[Any, Any, Any], size: tuple[int, int], fill: tuple[float, ...],
+                           interpolation: str, antialias: bool, scaleup: bool) -> None:
+    """Images of different sizes into one dense batch of boxes: one launch for the bars, two for
+    the resampling (each image into its own box), whatever the sizes."""
+    from ._cuda_kernels import border_kernel
+
+    boxed, scale, offset = out
+    if isinstance(boxed, list):  # images with different channel counts: one at a time
+        for i, img in enumerate(image):
+            _letterbox_cuda(img.reshape((1, *img.shape)), out=tuple(o[i].reshape((1, *o[i].shape)) for o in out), size=size, fill=fill,
+                            interpolation=interpolation, antialias=antialias, scaleup=scaleup)
+        return
+    geometry = [(img.shape[0], img.shape[1], *letterbox_geometry(img.shape[0], img.shape[1], size, scaleup)) for img in image]
+    values = _device.to_device(pad_fill("image.letterbox", fill, _device.meta(image[0])))
+    boxes = np.array([[top, left, nh, nw] for _, _, nh, nw, top, left in geometry], np.int64)
+    border_kernel[_grid(boxed.shape)](boxed, _device.to_device(boxes), values)
+    inner = [boxed[i, top : top + nh, left : left + nw] for i, (_, _, nh, nw, top, left) in enumerate(geometry)]
+    resample_ragged(image, inner, [(nh, nw) for _, _, nh, nw, _, _ in geometry], interpolation, antialias)
+    _mapping_to_device(scale, offset, geometry)

@@ -20,7 +20,7 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
 
 
-@pytest.mark.parametrize("op", [detect.decode_anchors, detect.decode_yolo], ids=lambda op: op.name)
+@pytest.mark.parametrize("op", [detect.decode_anchors, detect.decode_yolo, detect.decode_grid], ids=lambda op: op.name)
 def test_the_cuda_decoders_match_the_reference_for_every_dtype(op: Op) -> None:
     report = check_op(op, devices=("cuda",), cases=1)
     assert all(report.cases.get(f"cuda/{d.name}") == 1 for d in op.inputs[0].dtypes), report

@@ -84,7 +84,7 @@ def test_a_gpu_batch_resizes_bit_exactly_as_the_cpu_in_every_filter() -> None:
 
 def test_a_ragged_gpu_batch_of_different_sizes_resizes_as_each_image_alone() -> None:
     """The batched ("varshape") kernels: images of different sizes in one batch, each resampled
-    with its own tables, bit-exact for uint8; the fused op gives one dense batch."""
+    with its own tables, bit-exact for uint8; the fused op and the letterbox give one dense batch."""
     rng = _rng()
     items = [rng.integers(0, 256, (int(rng.integers(3, 20)), int(rng.integers(3, 20)), 3), dtype=np.uint8) for _ in range(3)]
     items.append(items[0].copy())  # a size twice (and three images: the kernels pad the batch to four)
@@ -98,6 +98,10 @@ def test_a_ragged_gpu_batch_of_different_sizes_resizes_as_each_image_alone() -> 
     assert fused.shape == (4, 3, 8, 11)
     want = np.stack([image.resize_crop_normalize(x, size=9, crop=[8, 11]) for x in items])
     np.testing.assert_allclose(fused.copy_to_host(), want, rtol=0, atol=1e-6)
+    boxed = image.letterbox(on_gpu, size=[9, 12], fill=[1, 2, 3])
+    want_boxed = image.letterbox(items, size=[9, 12], fill=[1, 2, 3])
+    for name in ("image", "scale", "offset"):
+        np.testing.assert_array_equal(getattr(boxed, name).copy_to_host(), np.stack(getattr(want_boxed, name)), err_msg=name)
 
 
 @pytest.mark.parametrize("conversion", ["nv12_to_rgb", "i420_to_bgr"])
