@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Meta", "as_kernel_array", "batch_view", "cuda_usable", "empty", "empty_like", "gpu_present", "is_device_array", "launching", "scratch", "stream", "table",
+__all__ = ["Meta", "as_kernel_array", "batch_view", "cuda_usable", "empty", "empty_like", "gpu_present", "grid_1d", "grid_2d", "is_device_array", "launching", "scratch", "stream", "table",
            "to_device", "to_host_copy", "upload"]
 
 # (the stream kernels launch on, the caller's array whose kind scratch buffers take)
@@ -58,11 +58,39 @@ def gpu_present() -> bool:
         return False
 
 
-def cuda_usable() -> bool:
-    """A GPU, or Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): GPU steps can run."""
+def _simulated() -> bool:
     from numba import config
 
-    return gpu_present() or bool(getattr(config, "ENABLE_CUDASIM", 0))
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+def _fit(limit: int, n: int) -> int:
+    """``limit``, or in the simulator the smallest power of two covering ``n`` (at most ``limit``):
+    it runs a Python thread per CUDA thread of a block, idle ones included."""
+    if not _simulated():
+        return limit
+    size = 1
+    while size < min(n, limit):
+        size *= 2
+    return size
+
+
+def grid_2d(w: int, h: int, n: int, block: tuple[int, int] = (32, 8)) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Grid and block for a thread per ``(x < w, y < h, z < n)``: 256 threads, a warp along x."""
+    bx, by = _fit(block[0], w), _fit(block[1], h)
+    return ((w + bx - 1) // bx, (h + by - 1) // by, max(n, 1)), (bx, by, 1)
+
+
+def grid_1d(n: int, threads: int = 128) -> tuple[int, int]:
+    """Blocks and threads for a thread per ``i < n``."""
+    t = _fit(threads, n)
+    return max((n + t - 1) // t, 1), t
+
+
+def cuda_usable() -> bool:
+    """A GPU, or Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): GPU steps can run."""
+
+    return gpu_present() or _simulated()
 
 
 def _is_torch_cuda(x: Any) -> bool:

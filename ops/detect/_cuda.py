@@ -14,12 +14,6 @@ from ._decode import decode_anchors, decode_yolo
 from ._grid import _layout, decode_grid
 from ._nms import TORCHVISION_SMALL_INPUT, check_rows, nms
 
-_THREADS = 128
-
-
-def _blocks(n: int) -> int:
-    return max((n + _THREADS - 1) // _THREADS, 1)
-
 
 @decode_anchors.kernel("cuda")
 def _decode_anchors_cuda(deltas: Any, anchors: Any, *, out: Any, weights: tuple[float, ...], clip: float | None) -> None:
@@ -33,7 +27,7 @@ def _decode_anchors_cuda(deltas: Any, anchors: Any, *, out: Any, weights: tuple[
         anchors = cast
     n, rows = deltas.shape[0], deltas.shape[1]
     w = _device.to_device(np.array(weights, deltas.dtype))
-    decode_anchors_kernel[(_blocks(rows), n), (_THREADS, 1), _device.stream()](
+    decode_anchors_kernel[(*_device.grid_2d(rows, n, 1, (128, 1)), _device.stream())](
         deltas, anchors, out, w, t(0 if clip is None else clip), clip is not None, t(0.5))
 
 
@@ -42,7 +36,7 @@ def _cast(src: Any, dst: Any) -> None:
 
     # [N, R, 4] as an image batch [N, R, 4, 1]: the image ops' elementwise cast
     n, r, k = src.shape
-    cast_kernel[((k + 31) // 32, (r + 7) // 8, n), (32, 8, 1), _device.stream()](src.reshape(n, r, k, 1), dst.reshape(n, r, k, 1))
+    cast_kernel[(*_device.grid_2d(k, r, n), _device.stream())](src.reshape(n, r, k, 1), dst.reshape(n, r, k, 1))
 
 
 @decode_yolo.kernel("cuda")
@@ -51,7 +45,7 @@ def _decode_yolo_cuda(prediction: Any, *, out: tuple[Any, Any], objectness: bool
 
     t = np.dtype(prediction.dtype).type
     n, rows = out[1].shape[:2]
-    decode_yolo_kernel[(_blocks(rows), n), (_THREADS, 1), _device.stream()](
+    decode_yolo_kernel[(*_device.grid_2d(rows, n, 1, (128, 1)), _device.stream())](
         prediction, out[0], out[1], 5 if objectness else 4, FORMATS.index(box_format), sigmoid, transposed, t(0.5), t(1))
 
 
@@ -80,8 +74,7 @@ def _decode_grid_cuda(features: Any, *, out: Any, stride: float, style: str, anc
     a, no = _layout(_device.Meta(features.shape[1:], dt), anchors)
     t = dt.type
     pairs = np.array(anchors if anchors is not None else (1.0, 1.0), dt)
-    grid = ((w + 31) // 32, (h + 7) // 8, n * a)
-    decode_grid_kernel[grid, (32, 8, 1), _device.stream()](
+    decode_grid_kernel[(*_device.grid_2d(w, h, n * a), _device.stream())](
         features, out, no, t(stride), style == "yolov5", _device.to_device(pairs[0::2].copy()), _device.to_device(pairs[1::2].copy()),
         _device.to_device(np.arange(w, dtype=dt)), _device.to_device(np.arange(h, dtype=dt)), t(0.5), t(1), t(2))
 
@@ -101,23 +94,23 @@ def _nms_cuda(boxes: Any, scores: Any, classes: Any, *, iou_threshold: float, ma
     valid = _device.scratch((n,), np.uint8)
     stats = _filled(np.zeros(2, np.int64))  # [valid rows, kept rows]
     top = _filled(np.full(1, -np.inf, dtype))
-    prepare[_blocks(n), _THREADS, stream](boxes, scores, valid, stats, top)
+    prepare[(*_device.grid_1d(n), stream)](boxes, scores, valid, stats, top)
     m = int(_read(stats)[0])
     if m == 0:
         return _device.empty((0,), np.int64)
     order, end = _device.scratch((m,), np.int64), _device.scratch((m,), np.int64)
-    rank[_blocks(n), _THREADS, stream](scores, classes, valid, order, end)
+    rank[(*_device.grid_1d(n), stream)](scores, classes, valid, order, end)
     step = _read(top)[0] + dtype.type(1)  # torchvision's shift for small inputs
     sb, area = _device.scratch((m, 4), dtype), _device.scratch((m,), dtype)
-    gather[_blocks(m), _THREADS, stream](boxes, classes, order, step, m <= TORCHVISION_SMALL_INPUT, sb, area)
+    gather[(*_device.grid_1d(m), stream)](boxes, classes, order, step, m <= TORCHVISION_SMALL_INPUT, sb, area)
     words = (m + WORD - 1) // WORD
     bits = _device.scratch((m, words), np.uint64)
-    mask[((words + 31) // 32, (m + 7) // 8), (32, 8), stream](sb, area, end, float(iou_threshold), bits)
+    mask[(*_device.grid_2d(words, m, 1), stream)](sb, area, end, float(iou_threshold), bits)
     removed, kept = _filled(np.zeros(words, np.uint64)), _filled(np.zeros(m, np.uint8))
     scan[1, min(max(words, 32), 256), stream](bits, end, removed, kept, stats)
     count = int(_read(stats)[1])
     size = count if max_detections is None else min(count, max_detections)
     out = _device.empty((size,), np.int64)
     if size:
-        select[_blocks(m), _THREADS, stream](scores, order, kept, _device.as_kernel_array(out))
+        select[(*_device.grid_1d(m), stream)](scores, order, kept, _device.as_kernel_array(out))
     return out

@@ -22,13 +22,11 @@ from ._crop import center_crop, center_crop_offsets, crop
 from ._geometry import flip
 from ._pad import pad, pad_fill, source_index
 
-_BLOCK = (32, 8, 1)  # columns × rows × samples per block: 256 threads, a warp along a row
-
 
 def _grid(shape: tuple[int, ...]) -> tuple[tuple[int, int, int], tuple[int, int, int], Any]:
-    """Launch configuration for one thread per pixel of a batch ``N H W (C)``, on the caller's stream."""
-    n, h, w = shape[0], shape[1], shape[2]
-    return ((w + _BLOCK[0] - 1) // _BLOCK[0], (h + _BLOCK[1] - 1) // _BLOCK[1], n), _BLOCK, _device.stream()
+    """Launch configuration for one thread per pixel of a batch ``N H W (C)`` (32 × 8 threads a
+    block, a warp along a row), on the caller's stream."""
+    return (*_device.grid_2d(shape[2], shape[1], shape[0]), _device.stream())
 
 
 @normalize.kernel("cuda")

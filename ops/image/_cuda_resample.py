@@ -148,8 +148,8 @@ def _ragged_pass(kernel: Any, srcs: list[Any], dsts: list[Any], tables: list[Tap
         wts[at : at + len(t.first), : t.width] = t.wq if exact else t.wf
         meta[i] = (1, horizontal, at + offset, along, across, t.width)
         at += len(t.first)
-    grid = ((max(d.shape[1] for d in dsts) + 31) // 32, (max(d.shape[0] for d in dsts) + 7) // 8, len(meta))
-    kernel[grid, (32, 8, 1), _device.stream()](_padded(srcs), _padded(dsts), _device.to_device(first), _device.to_device(wts),
+    grid, block = _device.grid_2d(max(d.shape[1] for d in dsts), max(d.shape[0] for d in dsts), len(meta))
+    kernel[grid, block, _device.stream()](_padded(srcs), _padded(dsts), _device.to_device(first), _device.to_device(wts),
                                                _device.to_device(meta), last)
 
 
@@ -222,8 +222,7 @@ def _fused_cuda_ragged(image: list[Any], *, out: Any, size: int, crop: tuple[int
         origins.append((y0, x0))
         offsets.append((y0 - top, x0 - left))
     resample_ragged(image, windows, sizes, interpolation, antialias, origins)
-    grid = ((crop[1] + 31) // 32, (crop[0] + 7) // 8, len(image))
-    crop_normalize_varshape_kernel[grid, (32, 8, 1), _device.stream()](
+    crop_normalize_varshape_kernel[(*_device.grid_2d(crop[1], crop[0], len(image)), _device.stream())](
         _padded(windows), out, k, m, s, _device.to_device(np.array(offsets, np.int64)), layout == "CHW")
 
 
