@@ -132,9 +132,19 @@ def as_kernel_array(x: Any) -> Any:
 
 
 def batch_view(x: Any, dense: bool) -> Any:
-    """A Numba view of ``x`` with a leading batch axis (a batch of one unless ``dense``)."""
+    """A Numba view of ``x`` with a leading batch axis (a batch of one unless ``dense``); strided
+    arrays (a permuted torch tensor) too, where Numba's reshape takes contiguous ones only."""
     view = as_kernel_array(x)
-    return view if dense else view.reshape((1, *view.shape))
+    if dense:
+        return view
+    if _simulated() or view.is_c_contiguous():
+        return view.reshape((1, *view.shape))
+    from numba import cuda
+
+    desc = dict(view.__cuda_array_interface__)
+    desc["shape"] = (1, *desc["shape"])
+    desc["strides"] = (0, *desc["strides"])  # a unit axis: any stride
+    return cuda.from_cuda_array_interface(desc, owner=view, sync=False)
 
 
 def empty_like(x: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:

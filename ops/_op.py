@@ -390,6 +390,8 @@ class BoundOp:
             raise InputError(f"{op.name}: ragged inputs disagree on the batch: {[len(x) for x in inputs if isinstance(x, (list, tuple))]} items")
         samples = [tuple(x[i] if isinstance(x, (list, tuple)) else x for x in inputs) for i in range(n)]
         kernel, batched = op.kernel_for("cuda"), op.kernel_for("cuda", batched=True)
+        if batched is not None and len({tuple(_device.meta(x).dtype for x in s) for s in samples}) > 1:
+            batched = None  # a batched kernel takes the images as one tuple type: mixed dtypes go one by one
         if op.infer is None or (kernel is None and batched is None):
             results = [self._call_cuda(s) for s in samples]
             if len(op.outputs) == 1:

@@ -20,7 +20,7 @@ __all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel",
            "normalize_kernel", "to_chw_kernel", "to_hwc_kernel",
            "select_kernel", "gray_int_kernel", "gray_float_kernel", "yuv420_kernel",
            "resample_int_kernel", "resample_float_kernel", "crop_normalize_kernel", "border_kernel",
-           "resample_int_varshape_kernel", "resample_float_varshape_kernel", "crop_normalize_varshape_kernel"]
+           "resample_int_varshape_kernel", "resample_float_varshape_kernel", "crop_normalize_varshape_kernel", "copy3_kernel"]
 
 
 @cuda.jit
@@ -249,52 +249,61 @@ def border_kernel(dst: Any, boxes: Any, fill: Any) -> None:  # pragma: no cover 
 
 
 # -- ragged batches ("varshape"): one launch for images of different sizes --------------------
-# ``srcs`` / ``dsts`` are tuples of per-image H W C arrays (padded to a power of two by repeating
-# the last, so few tuple lengths compile). Row n of ``meta`` (int64) describes image n's pass:
-# [active, horizontal, base, along, across, taps], its table rows in the batch's concatenated
-# ``first`` / ``wts`` (base already includes the window's offset).
+# ``srcs`` / ``dsts`` are tuples of per-image C-contiguous H W C arrays (one type: Numba indexes a
+# tuple at run time only when its items agree), padded to a power of two by repeating the last,
+# so few tuple lengths compile. Row n of ``meta`` (int64) describes image n's pass:
+# [active, horizontal, base, along, across, taps, out_h, out_w, out_y, out_x]: its table rows in
+# the batch's concatenated ``first`` / ``wts`` (base includes the window's offset), and the
+# ``out_h × out_w`` box of ``dsts[n]`` at ``(out_y, out_x)`` it writes.
 
 
 @cuda.jit
 def resample_int_varshape_kernel(srcs: Any, dsts: Any, first: Any, wts: Any, meta: Any, final: Any) -> None:  # pragma: no cover
     x, y, n = cuda.grid(3)
-    if n < meta.shape[0] and meta[n, 0]:
+    if n < meta.shape[0] and meta[n, 0] and y < meta[n, 6] and x < meta[n, 7]:
         src, dst = srcs[n], dsts[n]
-        if y < dst.shape[0] and x < dst.shape[1]:
-            horizontal, base, along, across, taps = meta[n, 1], meta[n, 2], meta[n, 3], meta[n, 4], meta[n, 5]
-            t = base + (x if horizontal else y)
-            f = first[t] - along
-            row, col = y + across, x + across
-            shift = FRAC + MID if final else FRAC - MID
-            top = 255 if final else 255 << MID
-            for k in range(dst.shape[2]):
-                acc = 0
-                for j in range(taps):
-                    v = src[row, f + j, k] if horizontal else src[f + j, col, k]
-                    acc += wts[t, j] * np.int32(v)
-                r = (acc + (1 << (shift - 1))) >> shift
-                dst[y, x, k] = min(max(r, 0), top)
+        horizontal, base, along, across, taps = meta[n, 1], meta[n, 2], meta[n, 3], meta[n, 4], meta[n, 5]
+        t = base + (x if horizontal else y)
+        f = first[t] - along
+        row, col = y + across, x + across
+        shift = FRAC + MID if final else FRAC - MID
+        top = 255 if final else 255 << MID
+        for k in range(dst.shape[2]):
+            acc = 0
+            for j in range(taps):
+                v = src[row, f + j, k] if horizontal else src[f + j, col, k]
+                acc += wts[t, j] * np.int32(v)
+            r = (acc + (1 << (shift - 1))) >> shift
+            dst[y + meta[n, 8], x + meta[n, 9], k] = min(max(r, 0), top)
 
 
 @cuda.jit
 def resample_float_varshape_kernel(srcs: Any, dsts: Any, first: Any, wts: Any, meta: Any, vmax: Any) -> None:  # pragma: no cover
     x, y, n = cuda.grid(3)
-    if n < meta.shape[0] and meta[n, 0]:
+    if n < meta.shape[0] and meta[n, 0] and y < meta[n, 6] and x < meta[n, 7]:
         src, dst = srcs[n], dsts[n]
-        if y < dst.shape[0] and x < dst.shape[1]:
-            horizontal, base, along, across, taps = meta[n, 1], meta[n, 2], meta[n, 3], meta[n, 4], meta[n, 5]
-            t = base + (x if horizontal else y)
-            f = first[t] - along
-            row, col = y + across, x + across
-            for k in range(dst.shape[2]):
-                acc = np.float32(0)
-                for j in range(taps):
-                    v = src[row, f + j, k] if horizontal else src[f + j, col, k]
-                    acc += wts[t, j] * np.float32(v)
-                if vmax > 0:
-                    dst[y, x, k] = min(max(round(acc), 0), vmax)
-                else:
-                    dst[y, x, k] = acc
+        horizontal, base, along, across, taps = meta[n, 1], meta[n, 2], meta[n, 3], meta[n, 4], meta[n, 5]
+        t = base + (x if horizontal else y)
+        f = first[t] - along
+        row, col = y + across, x + across
+        for k in range(dst.shape[2]):
+            acc = np.float32(0)
+            for j in range(taps):
+                v = src[row, f + j, k] if horizontal else src[f + j, col, k]
+                acc += wts[t, j] * np.float32(v)
+            if vmax > 0:
+                dst[y + meta[n, 8], x + meta[n, 9], k] = min(max(round(acc), 0), vmax)
+            else:
+                dst[y + meta[n, 8], x + meta[n, 9], k] = acc
+
+
+@cuda.jit
+def copy3_kernel(src: Any, dst: Any) -> None:  # pragma: no cover (device code)
+    """``dst[y, x] = src[y, x]`` for one H W C image (a strided one made contiguous)."""
+    x, y = cuda.grid(2)
+    if y < dst.shape[0] and x < dst.shape[1]:
+        for k in range(dst.shape[2]):
+            dst[y, x, k] = src[y, x, k]
 
 
 @cuda.jit

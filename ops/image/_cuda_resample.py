@@ -135,30 +135,50 @@ def _padded(items: list[Any]) -> tuple[Any, ...]:
     return tuple(items) + (items[-1],) * (size - len(items))
 
 
+Box = tuple[int, int, int, int]  # (height, width, top, left): where in its destination an image's result goes
+
+
 def _ragged_pass(kernel: Any, srcs: list[Any], dsts: list[Any], tables: list[Taps], rows: list[tuple[int, int, int, int]], exact: bool,
-                 last: Any) -> None:
+                 last: Any, boxes: list[Box]) -> None:
     """One launch of a separable pass over every image: image ``i`` reads ``tables[i]`` with
-    ``rows[i] = (horizontal, window offset, along, across)``."""
+    ``rows[i] = (horizontal, window offset, along, across)`` and writes ``boxes[i]`` of ``dsts[i]``."""
     width = max(t.width for t in tables)
     first = np.concatenate([t.first for t in tables])
     wts = np.zeros((len(first), width), np.int32 if exact else np.float32)
-    meta = np.zeros((len(_padded(srcs)), 6), np.int64)
+    meta = np.zeros((len(_padded(srcs)), 10), np.int64)
     at = 0
-    for i, (t, (horizontal, offset, along, across)) in enumerate(zip(tables, rows)):
+    for i, (t, (horizontal, offset, along, across), box) in enumerate(zip(tables, rows, boxes)):
         wts[at : at + len(t.first), : t.width] = t.wq if exact else t.wf
-        meta[i] = (1, horizontal, at + offset, along, across, t.width)
+        meta[i] = (1, horizontal, at + offset, along, across, t.width, *box)
         at += len(t.first)
-    grid, block = _device.grid_2d(max(d.shape[1] for d in dsts), max(d.shape[0] for d in dsts), len(meta))
+    grid, block = _device.grid_2d(max(b[1] for b in boxes), max(b[0] for b in boxes), len(meta))
     kernel[grid, block, _device.stream()](_padded(srcs), _padded(dsts), _device.to_device(first), _device.to_device(wts),
-                                               _device.to_device(meta), last)
+                                          _device.to_device(meta), last)
+
+
+def _contiguous(images: list[Any]) -> list[Any]:
+    """The images, strided ones copied to contiguous scratch (the kernels take one array type)."""
+    from ._cuda_kernels import copy3_kernel
+
+    out = []
+    for img in images:
+        if not img.is_c_contiguous():
+            dense = _device.scratch(img.shape, np.dtype(img.dtype))
+            copy3_kernel[(*_device.grid_2d(img.shape[1], img.shape[0], 1), _device.stream())](img, dense)
+            img = dense
+        out.append(img)
+    return out
 
 
 def resample_ragged(images: list[Any], outs: list[Any], sizes: list[tuple[int, int]], interpolation: str, antialias: bool,
-                    origins: list[tuple[int, int]] | None = None) -> None:
-    """``outs[i] = resize(images[i], sizes[i])[window at origins[i]]`` for H W C images of any
-    sizes: two launches for the whole batch, each image's arithmetic its dense resize's."""
+                    origins: list[tuple[int, int]] | None = None, boxes: list[Box] | None = None) -> None:
+    """``resize(images[i], sizes[i])``'s window at ``origins[i]`` into ``boxes[i]`` of ``outs[i]``
+    (default: all of it) for H W C images of any sizes: two launches for the whole batch, each
+    image's arithmetic its dense resize's. ``outs`` are C-contiguous."""
     from . import _cuda_kernels as kern
 
+    images = _contiguous(images)
+    boxes = boxes or [(o.shape[0], o.shape[1], 0, 0) for o in outs]
     exact = np.dtype(images[0].dtype) == np.uint8
     if exact:
         kernel, mid_dtype, first_pass, last_pass = kern.resample_int_varshape_kernel, np.int16, False, True
@@ -166,10 +186,10 @@ def resample_ragged(images: list[Any], outs: list[Any], sizes: list[tuple[int, i
         vmax = float(np.iinfo(np.dtype(outs[0].dtype)).max) if np.dtype(outs[0].dtype).kind == "u" else 0.0
         kernel, mid_dtype, first_pass, last_pass = kern.resample_float_varshape_kernel, np.float32, 0.0, vmax  # type: ignore[assignment]
     mids, tables1, tables2, rows1, rows2 = [], [], [], [], []
-    for i, (img, out, (oh, ow)) in enumerate(zip(images, outs, sizes)):
+    for i, (img, box, (oh, ow)) in enumerate(zip(images, boxes, sizes)):
         h, w, c = img.shape
         oy0, ox0 = origins[i] if origins else (0, 0)
-        ny, nx = out.shape[0], out.shape[1]
+        ny, nx = box[0], box[1]
         ty, tx, hfirst = _plan_pass(h, w, oh, ow, interpolation, antialias)
         if hfirst:
             used = ty.first[oy0 : oy0 + ny]
@@ -187,8 +207,8 @@ def resample_ragged(images: list[Any], outs: list[Any], sizes: list[tuple[int, i
             rows1.append((0, oy0, 0, x0))
             tables2.append(tx)
             rows2.append((1, ox0, x0, 0))
-    _ragged_pass(kernel, images, mids, tables1, rows1, exact, first_pass)
-    _ragged_pass(kernel, mids, outs, tables2, rows2, exact, last_pass)
+    _ragged_pass(kernel, images, mids, tables1, rows1, exact, first_pass, [(m.shape[0], m.shape[1], 0, 0) for m in mids])
+    _ragged_pass(kernel, mids, outs, tables2, rows2, exact, last_pass, boxes)
 
 
 def _items(out: Any) -> list[Any]:
@@ -243,6 +263,7 @@ def _letterbox_cuda_ragged(image: list[Any], *, out: tuple[Any, Any, Any], size:
     values = _device.to_device(pad_fill("image.letterbox", fill, _device.meta(image[0])))
     boxes = np.array([[top, left, nh, nw] for _, _, nh, nw, top, left in geometry], np.int64)
     border_kernel[_grid(boxed.shape)](boxed, _device.to_device(boxes), values)
-    inner = [boxed[i, top : top + nh, left : left + nw] for i, (_, _, nh, nw, top, left) in enumerate(geometry)]
-    resample_ragged(image, inner, [(nh, nw) for _, _, nh, nw, _, _ in geometry], interpolation, antialias)
+    # each image into its box of its own (contiguous) slice of the batch: one array type for the kernels
+    resample_ragged(image, [boxed[i] for i in range(len(image))], [(nh, nw) for _, _, nh, nw, _, _ in geometry], interpolation,
+                    antialias, boxes=[(nh, nw, top, left) for _, _, nh, nw, top, left in geometry])
     _mapping_to_device(scale, offset, geometry)

@@ -91,6 +91,8 @@ def test_a_ragged_gpu_batch_of_different_sizes_resizes_as_each_image_alone() -> 
     items.append(items[0].copy())  # a size twice (and three images: the kernels pad the batch to four)
     where = f"seed {seed}, sizes {[x.shape for x in items]}"
     on_gpu = [cuda.to_device(x) for x in items]
+    wide = np.repeat(items[1], 2, axis=1)
+    on_gpu[1] = cuda.to_device(wide)[:, ::2]  # a strided view among contiguous images
     for interpolation in ("nearest", "bilinear", "bicubic", "area"):
         got = image.resize(on_gpu, size=7, fit="shorter", interpolation=interpolation)
         want = [image.resize(x, size=7, fit="shorter", interpolation=interpolation) for x in items]
