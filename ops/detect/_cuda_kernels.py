@@ -123,7 +123,9 @@ def nms_kernels(dtype: str) -> tuple[Any, Any, Any, Any, Any, Any]:
             valid[i] = ok
             if ok:
                 cuda.atomic.add(stats, 0, 1)
-                cuda.atomic.max(top, 0, max(max(b0, b1), max(b2, b3)))
+                hi01 = b0 if b0 > b1 else b1  # (not max(): see image._cuda_kernels.clamp)
+                hi23 = b2 if b2 > b3 else b3
+                cuda.atomic.max(top, 0, hi01 if hi01 > hi23 else hi23)
 
     @cuda.jit
     def rank(scores: Any, classes: Any, valid: Any, order: Any, end: Any) -> None:  # pragma: no cover (device code)

@@ -23,6 +23,13 @@ __all__ = ["cast_kernel", "flip_kernel", "float_to_int_kernel", "gather_kernel",
            "resample_int_varshape_kernel", "resample_float_varshape_kernel", "crop_normalize_varshape_kernel", "copy3_kernel"]
 
 
+@cuda.jit(device=True)
+def clamp(v: Any, lo: Any, hi: Any) -> Any:  # pragma: no cover (device code)
+    """``v`` saturated to ``[lo, hi]`` (not min/max: numba's bundled CUDA target cannot compile
+    the two-argument builtins from numba 0.68 on; numba-cuda can)."""
+    return lo if v < lo else hi if v > hi else v
+
+
 @cuda.jit
 def normalize_kernel(src: Any, dst: Any, scale: Any, mean: Any, std: Any) -> None:  # pragma: no cover (device code)
     x, y, n = cuda.grid(3)
@@ -159,9 +166,9 @@ def yuv420_kernel(src: Any, dst: Any, nv12: Any, bidx: Any) -> None:  # pragma: 
         v = np.int64(src[n, iv // w, iv % w, 0]) - 128
         luma = np.int64(src[n, y, x, 0]) - 16
         yy = (luma if luma > 0 else 0) * _CY + (1 << (_YUV_SHIFT - 1))
-        r = min(max((yy + _CVR * v) >> _YUV_SHIFT, 0), 255)
-        g = min(max((yy + _CVG * v + _CUG * u) >> _YUV_SHIFT, 0), 255)
-        b = min(max((yy + _CUB * u) >> _YUV_SHIFT, 0), 255)
+        r = clamp((yy + _CVR * v) >> _YUV_SHIFT, 0, 255)
+        g = clamp((yy + _CVG * v + _CUG * u) >> _YUV_SHIFT, 0, 255)
+        b = clamp((yy + _CUB * u) >> _YUV_SHIFT, 0, 255)
         dst[n, y, x, bidx] = b
         dst[n, y, x, 1] = g
         dst[n, y, x, 2 - bidx] = r
@@ -192,7 +199,7 @@ def resample_int_kernel(src: Any, dst: Any, first: Any, wts: Any, horizontal: An
                 v = src[n, row, f + j, k] if horizontal else src[n, f + j, col, k]
                 acc += wts[t, j] * np.int32(v)
             r = (acc + (1 << (shift - 1))) >> shift
-            dst[n, y, x, k] = min(max(r, 0), top)
+            dst[n, y, x, k] = clamp(r, 0, top)
 
 
 @cuda.jit
@@ -210,7 +217,7 @@ def resample_float_kernel(src: Any, dst: Any, first: Any, wts: Any, horizontal: 
                 v = src[n, row, f + j, k] if horizontal else src[n, f + j, col, k]
                 acc += wts[t, j] * np.float32(v)
             if vmax > 0:
-                dst[n, y, x, k] = min(max(round(acc), 0), vmax)
+                dst[n, y, x, k] = clamp(np.float64(round(acc)), 0.0, vmax)
             else:
                 dst[n, y, x, k] = acc
 
@@ -274,7 +281,7 @@ def resample_int_varshape_kernel(srcs: Any, dsts: Any, first: Any, wts: Any, met
                 v = src[row, f + j, k] if horizontal else src[f + j, col, k]
                 acc += wts[t, j] * np.int32(v)
             r = (acc + (1 << (shift - 1))) >> shift
-            dst[y + meta[n, 8], x + meta[n, 9], k] = min(max(r, 0), top)
+            dst[y + meta[n, 8], x + meta[n, 9], k] = clamp(r, 0, top)
 
 
 @cuda.jit
@@ -292,7 +299,7 @@ def resample_float_varshape_kernel(srcs: Any, dsts: Any, first: Any, wts: Any, m
                 v = src[row, f + j, k] if horizontal else src[f + j, col, k]
                 acc += wts[t, j] * np.float32(v)
             if vmax > 0:
-                dst[y + meta[n, 8], x + meta[n, 9], k] = min(max(round(acc), 0), vmax)
+                dst[y + meta[n, 8], x + meta[n, 9], k] = clamp(np.float64(round(acc)), 0.0, vmax)
             else:
                 dst[y + meta[n, 8], x + meta[n, 9], k] = acc
 
