@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Meta", "as_kernel_array", "batch_view", "cuda_usable", "empty", "empty_like", "gpu_present", "grid_1d", "grid_2d", "is_device_array", "launching", "scratch", "stream", "table",
+__all__ = ["Meta", "as_kernel_array", "batch_view", "constant", "cuda_usable", "empty", "empty_like", "gpu_present", "grid_1d", "grid_2d", "is_device_array", "launching", "scratch", "stream", "table",
            "to_device", "to_host_copy", "upload"]
 
 # (the stream kernels launch on, the caller's array whose kind scratch buffers take)
@@ -217,17 +217,40 @@ def table(host: np.ndarray) -> Any:
     once per device. The cache holds the host array, so its ``id`` cannot be reused meanwhile."""
     from numba import cuda
 
-    try:
-        device = int(cuda.current_context().device.id)  # type: ignore[no-untyped-call]
-    except AttributeError:  # the simulator has one device
-        device = 0
-    key = (device, id(host))
+    key = (_device_id(), id(host))
     hit = _TABLES.get(key)
     if hit is None:
         if len(_TABLES) >= 256:
             _TABLES.pop(next(iter(_TABLES)))
         hit = _TABLES[key] = (host, cuda.to_device(np.ascontiguousarray(host)))
     return hit[1]
+
+
+_CONSTANTS: dict[tuple[int, str, tuple[int, ...], bytes], Any] = {}
+
+
+def constant(values: Any, dtype: Any = None) -> Any:
+    """A small read-only parameter (mean/std, index maps, weights) on the device, uploaded once per
+    device and value: a call with the same values reuses it instead of a blocking host→device copy."""
+    host = np.ascontiguousarray(values, dtype)
+    key = (_device_id(), host.dtype.str, host.shape, host.tobytes())
+    hit = _CONSTANTS.get(key)
+    if hit is None:
+        if len(_CONSTANTS) >= 512:
+            _CONSTANTS.pop(next(iter(_CONSTANTS)))
+        from numba import cuda
+
+        hit = _CONSTANTS[key] = cuda.to_device(host)
+    return hit
+
+
+def _device_id() -> int:
+    from numba import cuda
+
+    try:
+        return int(cuda.current_context().device.id)  # type: ignore[no-untyped-call]
+    except AttributeError:  # the simulator has one device
+        return 0
 
 
 def to_device(x: np.ndarray) -> Any:

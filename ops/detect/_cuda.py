@@ -26,7 +26,7 @@ def _decode_anchors_cuda(deltas: Any, anchors: Any, *, out: Any, weights: tuple[
         _cast(anchors, cast)
         anchors = cast
     n, rows = deltas.shape[0], deltas.shape[1]
-    w = _device.to_device(np.array(weights, deltas.dtype))
+    w = _device.constant(weights, deltas.dtype)
     decode_anchors_kernel[(*_device.grid_2d(rows, n, 1, (128, 1)), _device.stream())](
         deltas, anchors, out, w, t(0 if clip is None else clip), clip is not None, t(0.5))
 
@@ -75,8 +75,8 @@ def _decode_grid_cuda(features: Any, *, out: Any, stride: float, style: str, anc
     t = dt.type
     pairs = np.array(anchors if anchors is not None else (1.0, 1.0), dt)
     decode_grid_kernel[(*_device.grid_2d(w, h, n * a), _device.stream())](
-        features, out, no, t(stride), style == "yolov5", _device.to_device(pairs[0::2].copy()), _device.to_device(pairs[1::2].copy()),
-        _device.to_device(np.arange(w, dtype=dt)), _device.to_device(np.arange(h, dtype=dt)), t(0.5), t(1), t(2))
+        features, out, no, t(stride), style == "yolov5", _device.constant(pairs[0::2]), _device.constant(pairs[1::2]),
+        _device.constant(np.arange(w, dtype=dt)), _device.constant(np.arange(h, dtype=dt)), t(0.5), t(1), t(2))
 
 
 @nms.kernel("cuda")

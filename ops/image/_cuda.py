@@ -31,14 +31,11 @@ def _grid(shape: tuple[int, ...]) -> tuple[tuple[int, int, int], tuple[int, int,
 
 @normalize.kernel("cuda")
 def _normalize_cuda(image: Any, *, out: Any, mean: tuple[float, ...], std: tuple[float, ...], scale: float | None, dtype: str) -> None:
-    from numba import cuda
-
     from ._cuda_kernels import normalize_kernel
 
     c = image.shape[3]
-    stream = _device.stream()
-    m = cuda.to_device(per_channel("image.normalize", "mean", mean, c), stream=stream)
-    s = cuda.to_device(per_channel("image.normalize", "std", std, c), stream=stream)
+    m = _device.constant(per_channel("image.normalize", "mean", mean, c))
+    s = _device.constant(per_channel("image.normalize", "std", std, c))
     k = np.float32(default_scale(np.dtype(image.dtype)) if scale is None else scale)
     normalize_kernel[_grid(image.shape)](image, out, k, m, s)
 
@@ -84,13 +81,9 @@ def _flip_cuda(image: Any, *, out: Any, axis: str) -> None:
 
 def _gather(image: Any, out: Any, ys: np.ndarray, xs: np.ndarray, fill: np.ndarray) -> None:
     """``out[y, x] = image[ys[y], xs[x]]``, or ``fill`` where an index is -1 (the CPU's gather)."""
-    from numba import cuda
-
     from ._cuda_kernels import gather_kernel
 
-    stream = _device.stream()
-    dys, dxs = cuda.to_device(ys, stream=stream), cuda.to_device(xs, stream=stream)
-    gather_kernel[_grid(out.shape)](image, out, dys, dxs, cuda.to_device(np.ascontiguousarray(fill), stream=stream))
+    gather_kernel[_grid(out.shape)](image, out, _device.constant(ys), _device.constant(xs), _device.constant(fill))
 
 
 def _crop_into(image: Any, out: Any, top: int, left: int) -> None:
@@ -123,22 +116,20 @@ def _pad_cuda(image: Any, *, out: Any, padding: tuple[int, int, int, int], paddi
 
 @convert_color.kernel("cuda")
 def _convert_color_cuda(image: Any, *, out: Any, conversion: str) -> None:
-    from numba import cuda
-
     from . import _cuda_kernels as kern
 
-    stream, launch = _device.stream(), _grid(out.shape)
+    launch = _grid(out.shape)
     if conversion in _SELECT:
-        kern.select_kernel[launch](image, out, cuda.to_device(np.array(_SELECT[conversion], np.int64), stream=stream))
+        kern.select_kernel[launch](image, out, _device.constant(_SELECT[conversion], np.int64))
     elif conversion in _GRAY:
         order = list(_GRAY[conversion])  # weights in input channel order
         if np.dtype(image.dtype).kind == "f":
             wf = np.zeros(3, np.float32)
             wf[order] = _GRAY_FLOAT
-            kern.gray_float_kernel[launch](image, out, cuda.to_device(wf, stream=stream))
+            kern.gray_float_kernel[launch](image, out, _device.constant(wf))
         else:
             wi = np.zeros(3, np.int64)
             wi[order] = _GRAY_INT
-            kern.gray_int_kernel[launch](image, out, cuda.to_device(wi, stream=stream), _GRAY_SHIFT)
+            kern.gray_int_kernel[launch](image, out, _device.constant(wi), _GRAY_SHIFT)
     else:
         kern.yuv420_kernel[launch](image, out, *_YUV[conversion])

@@ -73,8 +73,8 @@ def _fused_cuda(image: Any, *, out: Any, size: int, crop: tuple[int, int], mean:
     from ._cuda_kernels import crop_normalize_kernel
 
     n, h, w, c = image.shape
-    m = _device.to_device(per_channel(FUSED, "mean", mean, c))
-    s = _device.to_device(per_channel(FUSED, "std", std, c))
+    m = _device.constant(per_channel(FUSED, "mean", mean, c))
+    s = _device.constant(per_channel(FUSED, "std", std, c))
     k = np.float32(default_scale(np.dtype(image.dtype)) if scale is None else scale)
     oh, ow = output_size(h, w, size, "shorter")
     top, left = center_crop_offsets(oh, ow, *crop)
@@ -96,8 +96,8 @@ def _letterbox_cuda(image: Any, *, out: tuple[Any, Any, Any], size: tuple[int, i
     boxed, scale, offset = out
     n, h, w, _ = image.shape
     nh, nw, top, left = letterbox_geometry(h, w, size, scaleup)
-    values = _device.to_device(pad_fill("image.letterbox", fill, _device.meta(image)))
-    border_kernel[_grid(boxed.shape)](boxed, _device.to_device(np.tile(np.array([top, left, nh, nw], np.int64), (n, 1))), values)
+    values = _device.constant(pad_fill("image.letterbox", fill, _device.meta(image)))
+    border_kernel[_grid(boxed.shape)](boxed, _device.constant(np.tile(np.array([top, left, nh, nw], np.int64), (n, 1))), values)
     resample_window(image, boxed[:, top : top + nh, left : left + nw], (nh, nw), interpolation, antialias)
     _mapping_to_device(scale, offset, [(h, w, nh, nw, top, left)] * n)
 
@@ -228,8 +228,8 @@ def _fused_cuda_ragged(image: list[Any], *, out: Any, size: int, crop: tuple[int
     from ._cuda_kernels import crop_normalize_varshape_kernel
 
     c = image[0].shape[2]
-    m = _device.to_device(per_channel(FUSED, "mean", mean, c))
-    s = _device.to_device(per_channel(FUSED, "std", std, c))
+    m = _device.constant(per_channel(FUSED, "mean", mean, c))
+    s = _device.constant(per_channel(FUSED, "std", std, c))
     k = np.float32(default_scale(np.dtype(image[0].dtype)) if scale is None else scale)
     windows, sizes, origins, offsets = [], [], [], []
     for img in image:
@@ -260,7 +260,7 @@ def _letterbox_cuda_ragged(image: list[Any], *, out: tuple[Any, Any, Any], size:
                             interpolation=interpolation, antialias=antialias, scaleup=scaleup)
         return
     geometry = [(img.shape[0], img.shape[1], *letterbox_geometry(img.shape[0], img.shape[1], size, scaleup)) for img in image]
-    values = _device.to_device(pad_fill("image.letterbox", fill, _device.meta(image[0])))
+    values = _device.constant(pad_fill("image.letterbox", fill, _device.meta(image[0])))
     boxes = np.array([[top, left, nh, nw] for _, _, nh, nw, top, left in geometry], np.int64)
     border_kernel[_grid(boxed.shape)](boxed, _device.to_device(boxes), values)
     # each image into its box of its own (contiguous) slice of the batch: one array type for the kernels
