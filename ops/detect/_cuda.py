@@ -81,8 +81,8 @@ def _decode_grid_cuda(features: Any, *, out: Any, stride: float, style: str, anc
 
 @nms.kernel("cuda")
 def _nms_cuda(boxes: Any, scores: Any, classes: Any, *, iou_threshold: float, max_detections: int | None) -> Any:
-    """Valid rows ranked by (class, score, row); a suppression bitmask, a thread per 64 pairs; one
-    block's greedy pass over it; the kept rows ranked by score. Two small reads to the host (how
+    """Valid rows ranked by (class, score, row); a suppression bitmask, a thread per 64 pairs; the
+    greedy pass over it, a block per class; the kept rows ranked by score. Two small reads to the host (how
     many boxes are valid, how many are kept): the output's length depends on the data."""
     from ._cuda_kernels import WORD, nms_kernels
 
@@ -92,14 +92,14 @@ def _nms_cuda(boxes: Any, scores: Any, classes: Any, *, iou_threshold: float, ma
     stream = _device.stream()
     n = boxes.shape[0]
     valid = _device.scratch((n,), np.uint8)
-    stats = _filled(np.zeros(2, np.int64))  # [valid rows, kept rows]
+    stats = _filled(np.zeros(3, np.int64))  # [valid rows, kept rows, classes]
     top = _filled(np.full(1, -np.inf, dtype))
     prepare[(*_device.grid_1d(n), stream)](boxes, scores, valid, stats, top)
     m = int(_read(stats)[0])
     if m == 0:
         return _device.empty((0,), np.int64)
-    order, end = _device.scratch((m,), np.int64), _device.scratch((m,), np.int64)
-    rank[(*_device.grid_1d(n), stream)](scores, classes, valid, order, end)
+    order, end, starts = _device.scratch((m,), np.int64), _device.scratch((m,), np.int64), _device.scratch((m,), np.int64)
+    rank[(*_device.grid_1d(n), stream)](scores, classes, valid, order, end, starts, stats)
     step = _read(top)[0] + dtype.type(1)  # torchvision's shift for small inputs
     sb, area = _device.scratch((m, 4), dtype), _device.scratch((m,), dtype)
     gather[(*_device.grid_1d(m), stream)](boxes, classes, order, step, m <= TORCHVISION_SMALL_INPUT, sb, area)
@@ -107,7 +107,8 @@ def _nms_cuda(boxes: Any, scores: Any, classes: Any, *, iou_threshold: float, ma
     bits = _device.scratch((m, words), np.uint64)
     mask[(*_device.grid_2d(words, m, 1), stream)](sb, area, end, float(iou_threshold), bits)
     removed, kept = _filled(np.zeros(words, np.uint64)), _filled(np.zeros(m, np.uint8))
-    scan[1, min(max(words, 32), 256), stream](bits, end, removed, kept, stats)
+    # a block per class (at most m; the extra ones return at once), 32 threads: a class spans few words
+    scan[m, 32, stream](bits, starts, end, removed, kept, stats)
     count = int(_read(stats)[1])
     size = count if max_detections is None else min(count, max_detections)
     out = _device.empty((size,), np.int64)

@@ -128,13 +128,14 @@ def nms_kernels(dtype: str) -> tuple[Any, Any, Any, Any, Any, Any]:
                 cuda.atomic.max(top, 0, hi01 if hi01 > hi23 else hi23)
 
     @cuda.jit
-    def rank(scores: Any, classes: Any, valid: Any, order: Any, end: Any) -> None:  # pragma: no cover (device code)
+    def rank(scores: Any, classes: Any, valid: Any, order: Any, end: Any, starts: Any, stats: Any) -> None:  # pragma: no cover
         """``order[p] = i`` for the valid rows sorted by (class, score descending, row): ``p``
-        counts the valid rows before ``i``; ``end[p]``: where ``i``'s class ends in that order."""
+        counts the valid rows before ``i``; ``end[p]``: where ``i``'s class ends in that order. The
+        first row of each class also lists where its class starts (``starts``, ``stats[2]`` of them)."""
         i = cuda.grid(1)
         if i < scores.shape[0] and valid[i]:
             ci, si = classes[i], scores[i]
-            before, upto = 0, 0
+            before, upto, lower = 0, 0, 0
             for j in range(scores.shape[0]):
                 if valid[j]:
                     cj = classes[j]
@@ -142,8 +143,12 @@ def nms_kernels(dtype: str) -> tuple[Any, Any, Any, Any, Any, Any]:
                         before += 1
                     if cj <= ci:
                         upto += 1
+                    if cj < ci:
+                        lower += 1
             order[before] = i
             end[before] = upto
+            if before == lower:
+                starts[cuda.atomic.add(stats, 2, 1)] = before
 
     @cuda.jit
     def gather(boxes: Any, classes: Any, order: Any, step: Any, shift: Any, sb: Any, area: Any) -> None:  # pragma: no cover
@@ -182,19 +187,24 @@ def nms_kernels(dtype: str) -> tuple[Any, Any, Any, Any, Any, Any]:
             bits[p, w] = word
 
     @cuda.jit
-    def scan(bits: Any, end: Any, removed: Any, kept: Any, stats: Any) -> None:  # pragma: no cover (device code)
-        """The greedy pass, one block: in sorted order, a box not yet removed is kept and removes
-        the boxes its mask row names (the block's threads OR the row's words together)."""
-        t, threads = cuda.threadIdx.x, cuda.blockDim.x
-        for p in range(bits.shape[0]):
+    def scan(bits: Any, starts: Any, end: Any, removed: Any, kept: Any, stats: Any) -> None:  # pragma: no cover (device code)
+        """The greedy pass, a block per class (classes never suppress each other): in sorted order,
+        a box not yet removed is kept and removes the boxes its mask row names (the block's threads
+        OR the row's words together; atomically, as a word may hold the next class's first boxes)."""
+        b, t, threads = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+        if b >= stats[2]:
+            return
+        first = starts[b]
+        stop = end[first]
+        last = (stop - 1) // WORD  # the words past the class hold no bits of its rows
+        for p in range(first, stop):
             cuda.syncthreads()  # the previous row's words are in
             if not (removed[p // WORD] >> np.uint64(p % WORD)) & np.uint64(1):
                 if t == 0:
                     kept[p] = 1
-                    stats[1] += 1
-                last = (end[p] - 1) // WORD  # the words past p's class hold no bits
+                    cuda.atomic.add(stats, 1, 1)
                 for w in range(p // WORD + t, last + 1, threads):
-                    removed[w] |= bits[p, w]
+                    cuda.atomic.or_(removed, w, bits[p, w])
 
     @cuda.jit
     def select(scores: Any, order: Any, kept: Any, out: Any) -> None:  # pragma: no cover (device code)
