@@ -82,8 +82,9 @@ def _decode_grid_cuda(features: Any, *, out: Any, stride: float, style: str, anc
 @nms.kernel("cuda")
 def _nms_cuda(boxes: Any, scores: Any, classes: Any, *, iou_threshold: float, max_detections: int | None) -> Any:
     """Valid rows ranked by (class, score, row); a suppression bitmask, a thread per 64 pairs; the
-    greedy pass over it, a block per class; the kept rows ranked by score. Two small reads to the host (how
-    many boxes are valid, how many are kept): the output's length depends on the data."""
+    greedy pass over it, a block per class; the kept rows ranked by score. Three small reads to the host (how
+    many boxes are valid, their largest coordinate for the class shift, how many are kept): the
+    output's length depends on the data."""
     from ._cuda_kernels import WORD, nms_kernels
 
     check_rows("detect.nms", boxes.shape[0], scores=scores, classes=classes)
