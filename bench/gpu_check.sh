@@ -27,7 +27,8 @@ echo "== CUDA tests on the GPU: kernels, GPU decode, placement, GPU models in pi
 timeout 240 "$PY" -m pytest -q -rs -p no:cacheprovider tests/ops/image/test_cuda.py tests/ops/classify/test_cuda.py \
     tests/ops/detect/test_cuda.py tests/ops/image/test_decode_gpu.py tests/dag/test_placement.py tests/e2e/test_gpu_pipeline.py \
     "tests/models/test_serving.py::test_a_gpu_model_in_a_pipeline_gives_its_outputs_on_the_gpu_to_gpu_steps" \
-    "tests/models/test_serving.py::test_instances_on_a_gpu_have_their_own_streams_and_match_the_cpu" 2>&1 | tail -30
+    "tests/models/test_serving.py::test_instances_on_a_gpu_have_their_own_streams_and_match_the_cpu" \
+    "tests/runtime/test_cli.py::test_run_a_pipeline_with_a_gpu_step_prints_it_from_the_host" 2>&1 | tail -30
 tests=${PIPESTATUS[0]}
 echo "== GPU benchmark =="
 timeout $((330 - ($(date +%s) - start))) "$PY" bench/gpu.py

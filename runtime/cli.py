@@ -32,6 +32,7 @@ from twinpipe.dag import (
     json_schema,
     load_pipeline,
     to_dot,
+    to_host,
     to_mermaid,
     to_png,
 )
@@ -105,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         outputs = pipe.run(inputs, mode=args.mode, rng=args.seed)
     except (StepError, PlanError, PipelineInputError) as e:
         raise UserError(str(e)) from None
-    write_outputs(outputs, args.output, args.out)
+    write_outputs(to_host(outputs), args.output, args.out)  # steps on a GPU leave their outputs there
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -92,6 +93,26 @@ def test_run_writes_json_and_npz_equal_to_the_pipeline(tmp_path: Path) -> None:
     result = _cli("run", str(ROOT / "pipelines" / "imagenet_preprocess.yaml"), "-i", f"image=@{photo}", "--output", "npz", "--out", str(out))
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(np.load(out)["pixels"], want)
+
+
+def test_run_a_pipeline_with_a_gpu_step_prints_it_from_the_host(tmp_path: Path) -> None:
+    """A step on the GPU leaves its output there; `twinpipe run` copies it back before writing it.
+    On a GPU that output is a torch CUDA tensor, which NumPy cannot read (bench/gpu_check.sh runs this
+    there); here the CLI inherits NUMBA_ENABLE_CUDASIM from the tests and the step runs simulated."""
+    path = tmp_path / "gpu.yaml"
+    path.write_text("name: gpu\ninputs:\n  image: {datatype: BYTES, shape: [-1]}\noutputs:\n"
+                    "  flipped: {datatype: UINT8, shape: [-1, -1, -1, 3], from: flip.image}\nsteps:\n"
+                    "  decode: {op: image.decode, inputs: {data: image}}\n"
+                    "  flip: {op: image.flip, device: cuda, inputs: {image: decode.image}, params: {axis: both}}\n")
+    rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
+    photo = tmp_path / "x.png"
+    photo.write_bytes(cv2.imencode(".png", rng.integers(0, 256, (int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3), dtype=np.uint8))[1])
+    result = _cli("run", str(path), "-i", f"image=@{photo}")
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)["flipped"]
+    want = image.flip(image.decode(photo.read_bytes()), axis="both")
+    assert got["shape"] == list(want.shape)
+    np.testing.assert_array_equal(np.asarray(got["data"], np.uint8), want)
 
 
 def test_run_in_train_mode_is_seeded(tmp_path: Path) -> None:
