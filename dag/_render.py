@@ -1,6 +1,7 @@
 """Pictures of a pipeline's DAG: Mermaid and Graphviz text, and a PNG drawn with OpenCV.
 
-Every step shows its name and what runs it (op, model, pipeline or python target); every edge
+Every step shows its name and what runs it (op, model, pipeline or python target) and the device it
+is placed on when it names one (``device: cpu|cuda``); every edge
 shows the tensor it carries with its statically inferred type, e.g. ``decode.image uint8[? ? 3]``.
 """
 
@@ -20,7 +21,8 @@ def _nodes(valid: ValidPipeline) -> list[tuple[str, str]]:
     """(node id, label) for inputs, steps and outputs, in file order."""
     nodes = [(f"input:{d.name}", f"input {d.name}\n{d.datatype} {list(d.shape)}") for d in valid.spec.inputs]
     for s in valid.steps:
-        extra = f"\n[{s.spec.mode} only]" if s.spec.mode else ""
+        extra = f"\non {s.spec.device}" if s.spec.device != "auto" else ""  # where it was placed (auto: as the machine allows)
+        extra += f"\n[{s.spec.mode} only]" if s.spec.mode else ""
         extra += f"\nwhen {s.spec.when}" if s.spec.when else ""
         nodes.append((s.name, f"{s.name}\n{s.spec.kind}: {s.spec.target}{extra}"))
     nodes += [(f"output:{d.name}", f"output {d.name}\n{d.datatype} {list(d.shape)}") for d in valid.spec.outputs]

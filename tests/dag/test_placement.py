@@ -16,7 +16,7 @@ import pytest
 import torch
 from numba import cuda
 
-from twinpipe.dag import Location, ModelInfo, Pipeline, TensorDecl, to_host
+from twinpipe.dag import Location, ModelInfo, Pipeline, TensorDecl, to_dot, to_host, to_mermaid
 from twinpipe.dag._load import load_spec
 from twinpipe.dag._plan import compile_plan
 from twinpipe.dag._validate import validate
@@ -86,6 +86,15 @@ def test_auto_steps_follow_the_data_onto_the_gpu_when_there_is_one(tmp_path: Pat
     # all auto: nothing moves, GPU or not
     plan = compile_plan(validate(load_spec(_write(tmp_path, "auto"))), mode="serve", gpu=True)
     assert {s.device for s in plan.steps} == {"cpu"} and not any(s.copies for s in plan.steps)
+
+
+def test_the_graph_shows_where_a_step_is_placed(tmp_path: Path) -> None:
+    valid = validate(load_spec(_write(tmp_path, "cuda", decode="cpu")))
+    mermaid = to_mermaid(valid)
+    assert 'n_norm["norm<br/>op: image.normalize<br/>on cuda"]' in mermaid
+    assert 'n_decode["decode<br/>op: image.decode<br/>on cpu"]' in mermaid
+    assert 'n_crop["crop<br/>op: image.center_crop"]' in mermaid  # auto: no device written
+    assert "on cuda" in to_dot(valid)
 
 
 MODEL_CHAIN = """
