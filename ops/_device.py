@@ -46,9 +46,7 @@ def gpu_present() -> bool:
             return True
     except ImportError:  # pragma: no cover (torch is a dependency)
         pass
-    from numba import config
-
-    if getattr(config, "ENABLE_CUDASIM", 0):
+    if _simulated():
         return False
     try:
         from numba import cuda
@@ -89,7 +87,6 @@ def grid_1d(n: int, threads: int = 128) -> tuple[int, int]:
 
 def cuda_usable() -> bool:
     """A GPU, or Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): GPU steps can run."""
-
     return gpu_present() or _simulated()
 
 
@@ -148,7 +145,7 @@ def batch_view(x: Any, dense: bool) -> Any:
 
 
 def empty_like(x: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
-    """An uninitialised GPU array of ``x``'s type (torch / CuPy / Numba) and device."""
+    """An uninitialised GPU array of ``x``'s type (torch / CuPy / Numba; ``None``: Numba) and device."""
     if _is_torch_cuda(x):
         import torch
 
@@ -195,12 +192,7 @@ def launching(like: Any) -> Iterator[None]:
 
 def empty(shape: tuple[int, ...], dtype: Any) -> Any:
     """An uninitialised GPU array of the caller's kind (a kernel's output whose size it decides)."""
-    like = _LAUNCH.get()[1]
-    if like is None:
-        from numba import cuda
-
-        return cuda.device_array(shape, np.dtype(dtype), stream=stream())
-    return empty_like(like, shape, np.dtype(dtype))
+    return empty_like(_LAUNCH.get()[1], shape, np.dtype(dtype))
 
 
 def scratch(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -209,39 +201,35 @@ def scratch(shape: tuple[int, ...], dtype: Any) -> Any:
     return as_kernel_array(empty(shape, dtype))
 
 
+def _uploaded(cache: dict[Any, Any], key: Any, limit: int, host: np.ndarray) -> Any:
+    """``cache[key]``, else ``host`` uploaded into it (the oldest entry dropped past ``limit``)."""
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= limit:
+            cache.pop(next(iter(cache)))
+        from numba import cuda
+
+        hit = cache[key] = (host, cuda.to_device(np.ascontiguousarray(host)))
+    return hit[1]
+
+
 _TABLES: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}
 
 
 def table(host: np.ndarray) -> Any:
     """A device copy of a read-only, long-lived host table (resampling taps, index maps), made
     once per device. The cache holds the host array, so its ``id`` cannot be reused meanwhile."""
-    from numba import cuda
-
-    key = (_device_id(), id(host))
-    hit = _TABLES.get(key)
-    if hit is None:
-        if len(_TABLES) >= 256:
-            _TABLES.pop(next(iter(_TABLES)))
-        hit = _TABLES[key] = (host, cuda.to_device(np.ascontiguousarray(host)))
-    return hit[1]
+    return _uploaded(_TABLES, (_device_id(), id(host)), 256, host)
 
 
-_CONSTANTS: dict[tuple[int, str, tuple[int, ...], bytes], Any] = {}
+_CONSTANTS: dict[tuple[int, str, tuple[int, ...], bytes], tuple[np.ndarray, Any]] = {}
 
 
 def constant(values: Any, dtype: Any = None) -> Any:
     """A small read-only parameter (mean/std, index maps, weights) on the device, uploaded once per
     device and value: a call with the same values reuses it instead of a blocking host→device copy."""
     host = np.ascontiguousarray(values, dtype)
-    key = (_device_id(), host.dtype.str, host.shape, host.tobytes())
-    hit = _CONSTANTS.get(key)
-    if hit is None:
-        if len(_CONSTANTS) >= 512:
-            _CONSTANTS.pop(next(iter(_CONSTANTS)))
-        from numba import cuda
-
-        hit = _CONSTANTS[key] = cuda.to_device(host)
-    return hit
+    return _uploaded(_CONSTANTS, (_device_id(), host.dtype.str, host.shape, host.tobytes()), 512, host)
 
 
 def _device_id() -> int:
@@ -271,10 +259,7 @@ def upload(x: Any) -> Any:
         if torch.cuda.is_available():
             t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x, copy=not np.asarray(x).flags.writeable))
             return t.pin_memory().to("cuda", non_blocking=True)
-    from numba import cuda
-
-    host = x.numpy() if type(x).__module__.startswith("torch") else np.asarray(x)
-    return cuda.to_device(np.ascontiguousarray(host), stream=stream())
+    return to_device(x.numpy() if type(x).__module__.startswith("torch") else np.asarray(x))
 
 
 def to_host_copy(x: Any) -> np.ndarray:
