@@ -15,51 +15,60 @@ from typing import Any
 import numpy as np
 
 from .. import _device
-from ._convert import default_scale, per_channel
-from ._crop import center_crop_offsets
 from ._cuda import _gather, _grid
-from ._fused import NAME as FUSED
-from ._fused import resize_crop_normalize
+from ._fused import crop_window, normalize_constants, resize_crop_normalize
 from ._letterbox import letterbox, letterbox_geometry
 from ._pad import pad_fill
 from ._resample import FRAC, Taps, horizontal_first, nearest_index, taps
-from ._resize import output_size, resize
+from ._resize import resize
+
+Pass = tuple[Taps, int, int, int, int]  # (table, horizontal, table row of the window's first output, along, across)
+
+
+def _copy_indices(h: int, w: int, oh: int, ow: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns a same-size or ``nearest`` resize copies from."""
+    return (np.arange(oh) if oh == h else nearest_index(h, oh)), (np.arange(ow) if ow == w else nearest_index(w, ow))
+
+
+def _passes(ty: Taps, tx: Taps, hfirst: bool, oy0: int, ox0: int, ny: int, nx: int) -> tuple[tuple[int, int], Pass, Pass]:
+    """``(intermediate height, width)`` and the two passes giving the ``ny × nx`` window at
+    ``(oy0, ox0)`` of the output: the first over the source rows (or columns) the window needs."""
+    if hfirst:
+        used = ty.first[oy0 : oy0 + ny]  # the window's source rows (not monotonic: trimmed taps)
+        r0 = int(used.min())
+        return (int(used.max()) + ty.width - r0, nx), (tx, 1, ox0, 0, r0), (ty, 0, oy0, r0, 0)
+    used = tx.first[ox0 : ox0 + nx]
+    x0 = int(used.min())
+    return (ny, int(used.max()) + tx.width - x0), (ty, 0, oy0, 0, x0), (tx, 1, ox0, x0, 0)
+
+
+def _arithmetic(src: Any, out: Any, int_kernel: Any, float_kernel: Any) -> tuple[bool, Any, Any, Any, Any]:
+    """``(exact, kernel, intermediate dtype, first pass's mode, last pass's mode)``: uint8 in the
+    CPU's fixed point (int16 intermediate), else float32 (an integer output rounded and saturated)."""
+    if np.dtype(src.dtype) == np.uint8:
+        return True, int_kernel, np.int16, False, True
+    vmax = float(np.iinfo(np.dtype(out.dtype)).max) if np.dtype(out.dtype).kind == "u" else 0.0
+    return False, float_kernel, np.float32, 0.0, vmax
 
 
 def resample_window(image: Any, out: Any, size: tuple[int, int], interpolation: str, antialias: bool, oy0: int = 0, ox0: int = 0) -> None:
     """``out[n] = resize(image[n], size)[oy0 : oy0 + out_h, ox0 : ox0 + out_w]`` on the GPU."""
     from . import _cuda_kernels as kern
 
-    _, h, w, c = image.shape
+    n, h, w, c = image.shape
     oh, ow = size
     ny, nx = out.shape[1], out.shape[2]
     if (oh, ow) == (h, w) or interpolation == "nearest":
-        ys = np.arange(oh) if oh == h else nearest_index(h, oh)
-        xs = np.arange(ow) if ow == w else nearest_index(w, ow)
+        ys, xs = _copy_indices(h, w, oh, ow)
         _gather(image, out, ys[oy0 : oy0 + ny], xs[ox0 : ox0 + nx], np.zeros(c, np.dtype(image.dtype)))
         return
     ty, tx = taps(h, oh, interpolation, antialias), taps(w, ow, interpolation, antialias)
-    exact = np.dtype(image.dtype) == np.uint8
-    fy, fx = _device.table(ty.first), _device.table(tx.first)
-    wy, wx = (_device.table(ty.wq), _device.table(tx.wq)) if exact else (_device.table(ty.wf), _device.table(tx.wf))
-    if exact:
-        kernel, mid_dtype, first_pass, last_pass = kern.resample_int_kernel, np.int16, False, True
-    else:
-        vmax = float(np.iinfo(np.dtype(out.dtype)).max) if np.dtype(out.dtype).kind == "u" else 0.0
-        kernel, mid_dtype, first_pass, last_pass = kern.resample_float_kernel, np.float32, 0.0, vmax  # type: ignore[assignment]
-    rows = ty.first[oy0 : oy0 + ny]  # the window's source rows (windows are not monotonic: trimmed taps)
-    cols = tx.first[ox0 : ox0 + nx]
-    n = image.shape[0]
-    if horizontal_first(h, w, oh, ow, ty, tx):
-        r0 = int(rows.min())
-        mid = _device.scratch((n, int(rows.max()) + ty.width - r0, nx, c), mid_dtype)
-        kernel[_grid(mid.shape)](image, mid, fx, wx, True, ox0, 0, r0, first_pass)
-        kernel[_grid(out.shape)](mid, out, fy, wy, False, oy0, r0, 0, last_pass)
-    else:
-        x0 = int(cols.min())
-        mid = _device.scratch((n, ny, int(cols.max()) + tx.width - x0, c), mid_dtype)
-        kernel[_grid(mid.shape)](image, mid, fy, wy, False, oy0, 0, x0, first_pass)
-        kernel[_grid(out.shape)](mid, out, fx, wx, True, ox0, x0, 0, last_pass)
+    exact, kernel, mid_dtype, first_mode, last_mode = _arithmetic(image, out, kern.resample_int_kernel, kern.resample_float_kernel)
+    mid_shape, first, second = _passes(ty, tx, horizontal_first(h, w, oh, ow, ty, tx), oy0, ox0, ny, nx)
+    mid = _device.scratch((n, *mid_shape, c), mid_dtype)
+    for src, dst, (t, horizontal, base, along, across), mode in ((image, mid, first, first_mode), (mid, out, second, last_mode)):
+        weights = _device.table(t.wq if exact else t.wf)
+        kernel[_grid(dst.shape)](src, dst, _device.table(t.first), weights, bool(horizontal), base, along, across, mode)
 
 
 @resize.kernel("cuda")
@@ -73,19 +82,13 @@ def _fused_cuda(image: Any, *, out: Any, size: int, crop: tuple[int, int], mean:
     from ._cuda_kernels import crop_normalize_kernel
 
     n, h, w, c = image.shape
-    m = _device.constant(per_channel(FUSED, "mean", mean, c))
-    s = _device.constant(per_channel(FUSED, "std", std, c))
-    k = np.float32(default_scale(np.dtype(image.dtype)) if scale is None else scale)
-    oh, ow = output_size(h, w, size, "shorter")
-    top, left = center_crop_offsets(oh, ow, *crop)
-    y0, y1, x0, x1 = max(top, 0), min(top + crop[0], oh), max(left, 0), min(left + crop[1], ow)
+    m, s, k = normalize_constants(c, image.dtype, mean, std, scale)
+    win = crop_window(h, w, size, crop)
     # only the crop's pixels are resampled (exactly as the whole resize would give them)
-    window = _device.scratch((n, max(y1 - y0, 0), max(x1 - x0, 0), c), np.dtype(image.dtype))
+    window = _device.scratch((n, *win.shape, c), np.dtype(image.dtype))
     if window.size:
-        resample_window(image, window, (oh, ow), interpolation, antialias, y0, x0)
-    chw = layout == "CHW"
-    spatial = (n, *crop)
-    crop_normalize_kernel[_grid(spatial)](window, out, k, m, s, y0 - top, x0 - left, chw)
+        resample_window(image, window, win.size, interpolation, antialias, *win.origin)
+    crop_normalize_kernel[_grid((n, *crop))](window, out, k, _device.constant(m), _device.constant(s), *win.offset, layout == "CHW")
 
 
 @letterbox.kernel("cuda")
@@ -121,8 +124,7 @@ def _one_tap(index: np.ndarray) -> Taps:
 def _plan_pass(h: int, w: int, oh: int, ow: int, interpolation: str, antialias: bool) -> tuple[Taps, Taps, bool]:
     """``(vertical table, horizontal table, horizontal first)`` for one image, as its dense resize."""
     if (oh, ow) == (h, w) or interpolation == "nearest":
-        ys = np.arange(oh) if oh == h else nearest_index(h, oh)
-        xs = np.arange(ow) if ow == w else nearest_index(w, ow)
+        ys, xs = _copy_indices(h, w, oh, ow)
         return _one_tap(ys), _one_tap(xs), True
     ty, tx = taps(h, oh, interpolation, antialias), taps(w, ow, interpolation, antialias)
     return ty, tx, horizontal_first(h, w, oh, ow, ty, tx)
@@ -138,22 +140,21 @@ def _padded(items: list[Any]) -> tuple[Any, ...]:
 Box = tuple[int, int, int, int]  # (height, width, top, left): where in its destination an image's result goes
 
 
-def _ragged_pass(kernel: Any, srcs: list[Any], dsts: list[Any], tables: list[Taps], rows: list[tuple[int, int, int, int]], exact: bool,
-                 last: Any, boxes: list[Box]) -> None:
-    """One launch of a separable pass over every image: image ``i`` reads ``tables[i]`` with
-    ``rows[i] = (horizontal, window offset, along, across)`` and writes ``boxes[i]`` of ``dsts[i]``."""
-    width = max(t.width for t in tables)
-    first = np.concatenate([t.first for t in tables])
+def _ragged_pass(kernel: Any, srcs: list[Any], dsts: list[Any], passes: list[Pass], exact: bool, mode: Any, boxes: list[Box]) -> None:
+    """One launch of a separable pass over every image: image ``i`` runs ``passes[i]`` and writes
+    ``boxes[i]`` of ``dsts[i]``."""
+    width = max(t.width for t, *_ in passes)
+    first = np.concatenate([t.first for t, *_ in passes])
     wts = np.zeros((len(first), width), np.int32 if exact else np.float32)
     meta = np.zeros((len(_padded(srcs)), 10), np.int64)
     at = 0
-    for i, (t, (horizontal, offset, along, across), box) in enumerate(zip(tables, rows, boxes)):
+    for i, ((t, horizontal, base, along, across), box) in enumerate(zip(passes, boxes)):
         wts[at : at + len(t.first), : t.width] = t.wq if exact else t.wf
-        meta[i] = (1, horizontal, at + offset, along, across, t.width, *box)
+        meta[i] = (1, horizontal, at + base, along, across, t.width, *box)
         at += len(t.first)
     grid, block = _device.grid_2d(max(b[1] for b in boxes), max(b[0] for b in boxes), len(meta))
     kernel[grid, block, _device.stream()](_padded(srcs), _padded(dsts), _device.to_device(first), _device.to_device(wts),
-                                          _device.to_device(meta), last)
+                                          _device.to_device(meta), mode)
 
 
 def _contiguous(images: list[Any]) -> list[Any]:
@@ -179,36 +180,19 @@ def resample_ragged(images: list[Any], outs: list[Any], sizes: list[tuple[int, i
 
     images = _contiguous(images)
     boxes = boxes or [(o.shape[0], o.shape[1], 0, 0) for o in outs]
-    exact = np.dtype(images[0].dtype) == np.uint8
-    if exact:
-        kernel, mid_dtype, first_pass, last_pass = kern.resample_int_varshape_kernel, np.int16, False, True
-    else:
-        vmax = float(np.iinfo(np.dtype(outs[0].dtype)).max) if np.dtype(outs[0].dtype).kind == "u" else 0.0
-        kernel, mid_dtype, first_pass, last_pass = kern.resample_float_varshape_kernel, np.float32, 0.0, vmax  # type: ignore[assignment]
-    mids, tables1, tables2, rows1, rows2 = [], [], [], [], []
+    kernels = (kern.resample_int_varshape_kernel, kern.resample_float_varshape_kernel)
+    exact, kernel, mid_dtype, first_mode, last_mode = _arithmetic(images[0], outs[0], *kernels)
+    mids, firsts, seconds = [], [], []
     for i, (img, box, (oh, ow)) in enumerate(zip(images, boxes, sizes)):
         h, w, c = img.shape
         oy0, ox0 = origins[i] if origins else (0, 0)
-        ny, nx = box[0], box[1]
         ty, tx, hfirst = _plan_pass(h, w, oh, ow, interpolation, antialias)
-        if hfirst:
-            used = ty.first[oy0 : oy0 + ny]
-            r0 = int(used.min())
-            mids.append(_device.scratch((int(used.max()) + ty.width - r0, nx, c), mid_dtype))
-            tables1.append(tx)
-            rows1.append((1, ox0, 0, r0))
-            tables2.append(ty)
-            rows2.append((0, oy0, r0, 0))
-        else:
-            used = tx.first[ox0 : ox0 + nx]
-            x0 = int(used.min())
-            mids.append(_device.scratch((ny, int(used.max()) + tx.width - x0, c), mid_dtype))
-            tables1.append(ty)
-            rows1.append((0, oy0, 0, x0))
-            tables2.append(tx)
-            rows2.append((1, ox0, x0, 0))
-    _ragged_pass(kernel, images, mids, tables1, rows1, exact, first_pass, [(m.shape[0], m.shape[1], 0, 0) for m in mids])
-    _ragged_pass(kernel, mids, outs, tables2, rows2, exact, last_pass, boxes)
+        mid_shape, first, second = _passes(ty, tx, hfirst, oy0, ox0, box[0], box[1])
+        mids.append(_device.scratch((*mid_shape, c), mid_dtype))
+        firsts.append(first)
+        seconds.append(second)
+    _ragged_pass(kernel, images, mids, firsts, exact, first_mode, [(m.shape[0], m.shape[1], 0, 0) for m in mids])
+    _ragged_pass(kernel, mids, outs, seconds, exact, last_mode, boxes)
 
 
 def _items(out: Any) -> list[Any]:
@@ -227,23 +211,13 @@ def _fused_cuda_ragged(image: list[Any], *, out: Any, size: int, crop: tuple[int
                        scale: float | None, interpolation: str, antialias: bool, dtype: str, layout: str) -> None:
     from ._cuda_kernels import crop_normalize_varshape_kernel
 
-    c = image[0].shape[2]
-    m = _device.constant(per_channel(FUSED, "mean", mean, c))
-    s = _device.constant(per_channel(FUSED, "std", std, c))
-    k = np.float32(default_scale(np.dtype(image[0].dtype)) if scale is None else scale)
-    windows, sizes, origins, offsets = [], [], [], []
-    for img in image:
-        h, w = img.shape[0], img.shape[1]
-        oh, ow = output_size(h, w, size, "shorter")
-        top, left = center_crop_offsets(oh, ow, *crop)
-        y0, y1, x0, x1 = max(top, 0), min(top + crop[0], oh), max(left, 0), min(left + crop[1], ow)
-        windows.append(_device.scratch((y1 - y0, x1 - x0, c), np.dtype(img.dtype)))
-        sizes.append((oh, ow))
-        origins.append((y0, x0))
-        offsets.append((y0 - top, x0 - left))
-    resample_ragged(image, windows, sizes, interpolation, antialias, origins)
+    m, s, k = normalize_constants(image[0].shape[2], image[0].dtype, mean, std, scale)
+    wins = [crop_window(img.shape[0], img.shape[1], size, crop) for img in image]
+    windows = [_device.scratch((*win.shape, img.shape[2]), np.dtype(img.dtype)) for img, win in zip(image, wins)]
+    resample_ragged(image, windows, [win.size for win in wins], interpolation, antialias, [win.origin for win in wins])
     crop_normalize_varshape_kernel[(*_device.grid_2d(crop[1], crop[0], len(image)), _device.stream())](
-        _padded(windows), out, k, m, s, _device.to_device(np.array(offsets, np.int64)), layout == "CHW")
+        _padded(windows), out, k, _device.constant(m), _device.constant(s), _device.to_device(np.array([win.offset for win in wins], np.int64)),
+        layout == "CHW")
 
 
 @letterbox.kernel("cuda", batched=True)

@@ -3,7 +3,7 @@ crop, normalise, HWC → CHW, cast) in one pass over the pixels the crop keeps."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,12 +17,35 @@ from ._crop import center_crop, center_crop_offsets
 from ._resample import horizontal_first, lane_weights, resample_window, taps
 from ._resize import output_size, resize
 
-__all__ = ["resize_crop_normalize"]
+__all__ = ["CropWindow", "crop_window", "normalize_constants", "resize_crop_normalize"]
 
 NAME = "image.resize_crop_normalize"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CropWindow(NamedTuple):
+    """Which pixels of the resized image the crop keeps (the only ones resampled)."""
+
+    size: tuple[int, int]  # the resized image's (height, width)
+    origin: tuple[int, int]  # (y, x) of the window's first pixel in the resized image
+    shape: tuple[int, int]  # the window's (height, width): the crop's pixels inside the resized image
+    offset: tuple[int, int]  # (top, left) of the window in the crop (the rest is padding)
+
+
+def crop_window(h: int, w: int, size: int, crop: tuple[int, int]) -> CropWindow:
+    """The window of an ``h × w`` image's shorter-side-``size`` resize that the centred ``crop`` keeps."""
+    oh, ow = output_size(h, w, size, "shorter")
+    top, left = center_crop_offsets(oh, ow, *crop)
+    y0, y1, x0, x1 = max(top, 0), min(top + crop[0], oh), max(left, 0), min(left + crop[1], ow)
+    return CropWindow((oh, ow), (y0, x0), (max(y1 - y0, 0), max(x1 - x0, 0)), (y0 - top, x0 - left))
+
+
+def normalize_constants(c: int, dtype: np.dtype, mean: tuple[float, ...], std: tuple[float, ...], scale: float | None) -> tuple[np.ndarray, np.ndarray, np.float32]:
+    """Per-channel float32 ``mean`` and ``std`` (this op's errors for a bad count) and the scale."""
+    return (per_channel(NAME, "mean", mean, c), per_channel(NAME, "std", std, c),
+            np.float32(default_scale(np.dtype(dtype)) if scale is None else scale))
 
 
 def _fused_reference(image: np.ndarray, *, size: int, crop: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...], scale: float | None, interpolation: str, antialias: bool, dtype: str, layout: str) -> np.ndarray:
@@ -181,22 +204,19 @@ def _half_bits(src: np.ndarray, dst: np.ndarray) -> None:
 def _fused_cpu(image: np.ndarray, *, out: np.ndarray, size: int, crop: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...], scale: float | None, interpolation: str, antialias: bool, dtype: str, layout: str) -> None:
     src = np.ascontiguousarray(image)
     h, w, c = src.shape
-    m, s = per_channel(NAME, "mean", mean, c), per_channel(NAME, "std", std, c)
-    sc = np.float32(default_scale(src.dtype) if scale is None else scale)
-    oh, ow = output_size(h, w, size, "shorter")
-    ch, cw = crop
-    top, left = center_crop_offsets(oh, ow, ch, cw)
-    y0, y1, x0, x1 = max(top, 0), min(top + ch, oh), max(left, 0), min(left + cw, ow)
-    window = np.empty((max(y1 - y0, 0), max(x1 - x0, 0), c), src.dtype)
+    m, s, sc = normalize_constants(c, src.dtype, mean, std, scale)
+    win = crop_window(h, w, size, crop)
+    (oh, ow), (y0, x0) = win.size, win.origin
+    window = np.empty((*win.shape, c), src.dtype)
     if window.size and (oh, ow) == (h, w):
-        window[...] = src[y0:y1, x0:x1]
+        window[...] = src[y0 : y0 + win.shape[0], x0 : x0 + win.shape[1]]
     elif window.size:
         ty, tx = taps(h, oh, interpolation, antialias), taps(w, ow, interpolation, antialias)
         hfirst = horizontal_first(h, w, oh, ow, ty, tx)  # as the whole resize: same intermediate rounding
         wl = lane_weights(w, ow, interpolation, antialias, c, src.dtype == np.uint8)
         resample_window(src, ty, tx, wl, y0, x0, hfirst, window)
     chw = layout == "CHW"
-    wtop, wleft = y0 - top, x0 - left  # where the window lands in the crop
+    wtop, wleft = win.offset
     if dtype == "float32":
         _sink(window, float(sc), m, s, out, wtop, wleft, chw)
     else:  # float16: the float32 values, rounded to nearest even as NumPy's cast
