@@ -29,7 +29,7 @@ from twinpipe.ops import _device, get_op
 
 from ._resolved import ResolvedStep
 
-__all__ = ["Device", "Placement", "cuda_usable", "gpu_present", "move", "place", "reads_on", "to_host"]
+__all__ = ["Device", "Placement", "cuda_usable", "gpu_present", "made_on", "move", "place", "reads_on", "to_host"]
 
 Device = Literal["cpu", "cuda", "any"]
 Placement = dict[str, Device]
@@ -67,7 +67,7 @@ def place(steps: Mapping[str, ResolvedStep], topo: Sequence[str], producers: Map
     movable = [n for n in auto if gpu and _has_cuda_kernel(steps[n])]
 
     def on_gpu(name: str) -> bool:  # a model on a GPU takes and gives GPU tensors
-        return devices[name] == "cuda" or steps[name].model_device == "cuda"
+        return made_on(steps[name], devices[name]) == "cuda"
 
     changed = True
     while changed:
@@ -82,6 +82,12 @@ def place(steps: Mapping[str, ResolvedStep], topo: Sequence[str], producers: Map
                 devices[name] = "cuda"
                 changed = True
     return devices
+
+
+def made_on(step: ResolvedStep, device: Device) -> Device:
+    """Where a step placed on ``device`` makes its outputs: there, except a model step (``any``),
+    whose outputs are where its model runs."""
+    return "cuda" if step.model_device == "cuda" else "cpu" if step.model_device == "cpu" else device
 
 
 def reads_on(step: ResolvedStep, device: Device) -> Device:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._placement import Device, cuda_usable, gpu_present, place, reads_on
+from ._placement import Device, cuda_usable, gpu_present, made_on, place, reads_on
 from ._resolved import ValidPipeline
 from ._spec import StepKind, TensorRef
 
@@ -117,9 +117,9 @@ class Plan:
             reads = ", ".join(f"{a}={'|'.join(self.slot_names[c] for c in cs)}" for a, cs in zip(s.args, s.arg_slots))
             writes = ", ".join(self.slot_names[slot] for _, slot in s.outputs)
             when = f" when {'|'.join(self.slot_names[c] for c in s.when)}" if s.when else ""
+            copies = "".join(f"; copies {c.tensor} {c.src}→{c.dst}" for c in s.copies)
             free = f"; frees {', '.join(self.slot_names[c] for c in s.release)}" if s.release else ""
-            free = "".join(f"; copies {c.tensor} {c.src}→{c.dst}" for c in s.copies) + free
-            lines.append(f"  [{s.level}] {s.name} ({s.kind} {s.target}, {s.device}){when}: {reads} -> {writes}{free}")
+            lines.append(f"  [{s.level}] {s.name} ({s.kind} {s.target}, {s.device}){when}: {reads} -> {writes}{copies}{free}")
         if self.excluded:
             lines.append(f"  not in {self.mode} mode: {', '.join(self.excluded)}")
         return "\n".join(lines)
@@ -276,9 +276,7 @@ def compile_plan(
                 where = step_spec.locations.get("device", step_spec.location)
                 raise PlanError(f"{where}: pipeline {spec.name!r}, step {name!r}: device: cuda, but this machine has no CUDA "
                                 "device (torch and Numba see none); use device: auto to run on the CPU where there is no GPU")
-    # where each step's outputs are: a model's where it runs (a pipeline or python step's: either side)
-    made_on: dict[str, Device] = {n: "cuda" if steps[n].model_device == "cuda" else "cpu" if steps[n].model_device == "cpu" else d
-                                  for n, d in devices.items()}
+    outputs_on = {n: made_on(steps[n], d) for n, d in devices.items()}
     built: list[dict[str, Any]] = []
     for name in topo:
         step = steps[name]
@@ -289,7 +287,7 @@ def compile_plan(
             Copy(slot_of[t], t, src, devices[name])
             for _, cs in reads[name]
             for t in cs
-            if reads_on(step, devices[name]) != "any" and (src := _device_of(t, cut, made_on)) != devices[name]
+            if reads_on(step, devices[name]) != "any" and (src := _device_of(t, cut, outputs_on)) != devices[name]
         )
         if step.fn is None and step.nested is None:
             what = f"{step.spec.kind} {step.spec.target!r}"

@@ -160,7 +160,8 @@ class _Validator:
             return
         self.check_args(step, [s.name for s in op.inputs], op.name)
         params = self.check_params(step, op)
-        if step.device == "cuda" and op.kernel_for("cuda") is None:
+        cuda_kernel = op.kernel_for("cuda")
+        if step.device == "cuda" and cuda_kernel is None:
             where = step.locations.get("device", step.location)
             family = op.name.partition(".")[0]
             with_cuda = [n for n in sorted(list_ops()) if n.startswith(f"{family}.") and get_op(n).kernel_for("cuda") is not None]
@@ -168,7 +169,6 @@ class _Validator:
             self.error(where, f"{op.name} has no CUDA kernel yet; use device: cpu or auto{more}", step.name)
         if params is not None:
             bound = op.bind(**params)
-            cuda_kernel = op.kernel_for("cuda")
             gpu_fn = op_step_fn(bound, gpu=True) if cuda_kernel is not None and cuda_kernel.host_inputs else None
             self.done(step, StepSignature(op.name, op, params), op_step_fn(bound), [s.name for s in op.outputs], is_random=op.is_random,
                       op_name=op.name, gpu_fn=gpu_fn)

@@ -137,7 +137,7 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
 
     if op.infer is None:  # the kernel sizes its outputs
         if kernel.device == "cuda":
-            dev_in = tuple(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs)
+            dev_in = _on_gpu(inputs)
             with _device.launching(None):
                 got = kernel.fn(*dev_in, **params, **drawn)
             got = (got,) if n == 1 else tuple(got)
@@ -162,7 +162,7 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
                 assert_close(g, e, op.tolerance_for(np.asarray(e).dtype, np.asarray(e)), f"{where}: output {spec.name!r} (poison {which})")
     if kernel.device == "cuda" and not op.is_random:  # and through the op's dispatch: GPU arrays in, GPU arrays out
         bound = op.bind(**params)
-        got = bound.on_gpu(*inputs) if kernel.host_inputs else bound(*(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs))
+        got = bound.on_gpu(*inputs) if kernel.host_inputs else bound(*_on_gpu(inputs))
         got = (got,) if n == 1 else tuple(got)
         for spec, g, e in zip(op.outputs, got, expected):
             if not _device.is_device_array(g):
@@ -174,7 +174,7 @@ def _check_kernel(op: Op, kernel: Kernel, inputs: tuple[Any, ...], params: dict[
 def _on_device(kernel: Kernel, inputs: tuple[Any, ...], outs: tuple[np.ndarray, ...], params: dict[str, Any],
                drawn: dict[str, Any], where: str) -> tuple[np.ndarray, ...]:
     """Run a CUDA kernel on device copies of ``inputs`` and ``outs``; the outputs copied back."""
-    dev_in = tuple(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs)
+    dev_in = _on_gpu(inputs)
     dev_out = tuple(_device.to_device(o) for o in outs)
     with _device.launching(None):  # a CUDA kernel takes dense batches: one sample is a batch of one
         views = [_device.batch_view(d, False) for d in dev_out]
@@ -182,6 +182,11 @@ def _on_device(kernel: Kernel, inputs: tuple[Any, ...], outs: tuple[np.ndarray, 
                   **params, **drawn)
     _untouched_on_device(inputs, dev_in, where)
     return tuple(_device.to_host_copy(d) for d in dev_out)
+
+
+def _on_gpu(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Device copies of the array inputs (others, such as bytes, as they are)."""
+    return tuple(_device.to_device(x) if isinstance(x, np.ndarray) else x for x in inputs)
 
 
 def _untouched_on_device(inputs: tuple[Any, ...], dev_in: tuple[Any, ...], where: str) -> None:
