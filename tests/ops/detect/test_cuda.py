@@ -44,5 +44,9 @@ def test_nms_on_the_gpu_with_no_valid_box_keeps_none() -> None:
     boxes = np.array([[0, 0, 4, 4], [1, 1, np.nan, 3]], np.float32)
     got = detect.nms(cuda.to_device(boxes), cuda.to_device(np.array([np.nan, 0.5], np.float32)), cuda.to_device(np.zeros(2, np.int64)))
     assert got.shape == (0,)
+    with pytest.raises(InputError, match=r"detect.nms: ragged inputs disagree on the batch: \[2, 1, 2\] items"):
+        detect.nms([cuda.to_device(boxes)] * 2, [cuda.to_device(np.ones(2, np.float32))], [cuda.to_device(np.zeros(2, np.int64))] * 2)
+    with pytest.raises(InputError, match=r"detect.decode_anchors: GPU inputs disagree on the batch: shapes \[\[2, 3, 4\], \[3, 3, 4\]\]"):
+        detect.decode_anchors(cuda.to_device(np.ones((2, 3, 4), np.float32)), cuda.to_device(np.ones((3, 3, 4), np.float32)))
     with pytest.raises(InputError, match="input 'scores' has 3 rows; 'boxes' has 2"):
         detect.nms(cuda.to_device(boxes), cuda.to_device(np.ones(3, np.float32)), cuda.to_device(np.zeros(2, np.int64)))

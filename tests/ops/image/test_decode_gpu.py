@@ -11,7 +11,7 @@ import pytest
 import torch
 from numba import cuda
 
-from twinpipe.ops import DecodeError, image
+from twinpipe.ops import DecodeError, InputError, image
 from twinpipe.ops._device import is_device_array, to_host_copy
 from twinpipe.ops.image._decode import with_exif_orientation
 from twinpipe.ops.testing import check_op
@@ -63,6 +63,8 @@ def test_a_bad_item_in_a_gpu_decode_batch_is_named() -> None:
         image.decode.bind().on_gpu(np.array([good, b"\xff\xd8\xff\xe0junk"], dtype=object))
     with pytest.raises(DecodeError, match="image.decode: empty input"):
         image.decode.bind().on_gpu(b"")
+    with pytest.raises(InputError, match=r"image.decode reads its input on the host \(its GPU path returns GPU arrays: BoundOp.on_gpu\)"):
+        image.decode(cuda.to_device(np.frombuffer(good, np.uint8)))  # the file's bytes on the GPU
 
 
 @pytest.mark.skipif(not NVJPEG, reason="nvJPEG needs torch with a CUDA GPU")
